@@ -1,0 +1,59 @@
+"""Predictions files: one JSON object per utterance, so scoring can be redone without the model."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Prediction:
+    utt_id: str
+    reference: str
+    hypothesis: str
+    speaker: str | None = None
+    level: str | None = None
+    category: str | None = None
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_predictions(path: str | Path, preds: Iterable[Prediction]) -> Path:
+    return atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in preds))
+
+
+def read_predictions(path: str | Path) -> list[Prediction]:
+    """Read a predictions .jsonl file; errors name the file, the line and what is wrong."""
+    path = Path(path)
+    known = {f.name for f in fields(Prediction)}
+    out: list[Prediction] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+            missing = {"utt_id", "reference", "hypothesis"} - set(rec)
+            if missing:
+                raise ValueError(f"{path}:{lineno}: missing field(s) {sorted(missing)}")
+            out.append(Prediction(**{k: v for k, v in rec.items() if k in known}))
+    return out

@@ -1,0 +1,328 @@
+"""The one typed training configuration, loaded from YAML with strict checking.
+
+Unknown keys, wrong types and contradictory combinations are errors that name the key (and the
+file) and suggest the nearest valid key. The resolved config is saved next to every checkpoint.
+docs/CONFIG.md documents every field; ``describe_fields()`` produces that table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased for the person who wrote the YAML."""
+
+
+@dataclass
+class TrainingConfig:
+    # --- run identity and data -----------------------------------------------------------------
+    train_name: str = "uaspeech"
+    """Experiment name: TensorBoard logs go to ``results/<train_name>/<train_id>/``."""
+    train_id: str = "run"
+    """Run name: checkpoints go to ``weights/checkpoint/<train_id>/``. Multi-seed appends ``_<N>``."""
+    seed: int = 1
+    """Seed index of this run (``{seed}`` in checkpoint paths is replaced by it)."""
+    uaspeech_root: str = ""
+    """Prepared tree (docs/LAYOUT.md section 2) with ``manifest.jsonl``."""
+    output_root: str = "."
+    """Folder under which ``weights/`` and ``results/`` are written."""
+    speakers: list[str] | None = None
+    """Speakers to use (default: every speaker in the manifest)."""
+    microphones: list[str] = field(default_factory=lambda: ["M5"])
+    """Microphone channels to train on (each channel of an utterance is one training sample); the
+    first one is used for validation and test."""
+    vocabulary: Literal["all", "common"] = "all"
+    """``common``: only the 155 words shared by all blocks (digits, letters, commands, common words)."""
+    max_train_samples: int | None = None
+    """Cap the training set (after shuffling with the seed); for quick experiments."""
+
+    # --- model -----------------------------------------------------------------------------------
+    modality: Literal["audio", "audio_visual"] = "audio"
+    model_name: str = "openai/whisper-small"
+    """Whisper hub name (e.g. ``openai/whisper-small``) or a local HF model folder."""
+    local_model_only: bool = False
+    """Load Whisper from the local Hugging Face cache / folder only (no network)."""
+    char_level: bool = True
+    """Character-level targets ("t h r e e") instead of words."""
+    cut_encoder_positions: bool = True
+    """Feed clips padded to the longest in the batch (Whisper's positional table cut to the input)
+    instead of padding every clip to 30 s."""
+    fusion_location: Literal["encoder", "decoder", "both"] | None = None
+    """Where gated cross-attention to video sits (audio_visual only; default ``decoder``)."""
+    video_encoder: Literal["resnet", "avhubert"] = "resnet"
+    resnet_width: int = 64
+    """Base width of the ResNet-18 video trunk (64 = AV-HuBERT's front-end; smaller for CPU demos)."""
+    video_encoder_ckpt: str | None = None
+    freeze_video_encoder: bool = False
+    video_positional: bool = True
+    xattn_heads: int | None = None
+    pt_audio_ckpt: str | None = None
+    """Audio-only checkpoint that initialises the (AV) Whisper backbone. ``{seed}`` -> seed index."""
+    pt_video_ckpt: str | None = None
+    """Audio-visual checkpoint to start from (resume / soft-routing init). ``{seed}`` -> seed index."""
+    freeze_whisper: bool = False
+    unfreeze_mlp_layers: bool = False
+    soft_fusion_routing: bool = False
+    routing_hidden_dim: int = 256
+    routing_dropout: float = 0.1
+    routing_use_level: bool = False
+    router_train_only: bool = False
+    video_dropout: float = 0.0
+    """Probability of dropping a sample's video in training (modality dropout)."""
+    audio_dropout: float = 0.0
+    """Probability of replacing a sample's audio by silence in training (modality dropout)."""
+
+    # --- optimisation ----------------------------------------------------------------------------
+    learning_rate: float = 1.0e-4
+    video_learning_rate: float | None = None
+    """Learning rate of newly added parts (video encoder, fusion blocks, router); default: learning_rate."""
+    weight_decay: float = 0.01
+    lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_steps: int = 100
+    batch_size: int = 8
+    batch_seconds: float | None = None
+    """Duration budget per batch in padded seconds (batch size then varies); overrides batch_size."""
+    max_epochs: int = 20
+    max_steps: int = -1
+    accumulate_grad_batches: int = 1
+    gradient_clip_val: float | None = 1.0
+    precision: str = "32-true"
+    """Lightning precision: ``32-true``, ``bf16-mixed`` or ``16-mixed`` (GPU)."""
+    label_smoothing: float = 0.1
+    spec_augment: bool = True
+    freq_mask_param: int = 10
+    time_mask_param: int = 20
+    num_freq_masks: int = 2
+    num_time_masks: int = 2
+    noise_prob: float = 0.0
+    """Probability of adding white noise to a training clip at an SNR drawn from noise_snr_db."""
+    noise_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
+    speaker_weights: dict[str, float] | None = None
+    """Per-speaker sampling weights (WeightedRandomSampler); missing speakers weigh 1."""
+    early_stopping_patience: int = 5
+    early_stopping_metric: str = "val/wer"
+
+    # --- validation and decoding -----------------------------------------------------------------
+    validate_model: bool = False
+    """Run validation only (from best.ckpt when it exists, else the initial weights)."""
+    validation_decoding: Literal["teacher_forced", "autoregressive"] = "autoregressive"
+    per_speaker_metrics: bool = False
+    max_new_tokens: int = 40
+    num_beams: int = 1
+    check_val_every_n_epoch: int = 1
+
+    # --- hardware --------------------------------------------------------------------------------
+    accelerator: str = "auto"
+    devices: int | str = "auto"
+    num_nodes: int = 1
+    strategy: str = "auto"
+    num_workers: int = 2
+    cache_features: bool = True
+    """Cache each clip's log-mel in memory after the first epoch (off automatically with noise)."""
+    log_every_n_steps: int = 10
+    progress_bar: bool = True
+
+    # ---------------------------------------------------------------------------------------------
+    @property
+    def is_audio_visual(self) -> bool:
+        return self.modality == "audio_visual"
+
+    @property
+    def effective_fusion_location(self) -> str:
+        if not self.is_audio_visual:
+            return "none"
+        if self.soft_fusion_routing:
+            return "both"
+        return self.fusion_location or "decoder"
+
+    def resolve_seed_path(self, path: str | None) -> str | None:
+        return None if path is None else path.replace("{seed}", str(self.seed))
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.output_root) / "weights" / "checkpoint" / self.train_id
+
+    @property
+    def results_dir(self) -> Path:
+        return Path(self.output_root) / "results" / self.train_name / self.train_id
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        from av_eval.predictions import atomic_write_text
+
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+
+
+def _nearest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_FIELDS), n=1, cutoff=0.5)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
+    """Check ``value`` against a dataclass annotation; returns (ok, possibly coerced value)."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return True, value
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            ok, v = _type_ok(value, arg)
+            if ok:
+                return True, v
+        return False, value
+    if tp is type(None):
+        return value is None, value
+    if origin is Literal:
+        return value in typing.get_args(tp), value
+    if origin is list:
+        if not isinstance(value, list):
+            return False, value
+        (item,) = typing.get_args(tp)
+        out = []
+        for v in value:
+            ok, cv = _type_ok(v, item)
+            if not ok:
+                return False, value
+            out.append(cv)
+        return True, out
+    if origin is dict:
+        if not isinstance(value, dict):
+            return False, value
+        kt, vt = typing.get_args(tp)
+        out = {}
+        for k, v in value.items():
+            ok1, ck = _type_ok(k, kt)
+            ok2, cv = _type_ok(v, vt)
+            if not (ok1 and ok2):
+                return False, value
+            out[ck] = cv
+        return True, out
+    if tp is float:
+        if isinstance(value, bool):
+            return False, value
+        if isinstance(value, (int, float)):
+            return True, float(value)
+        return False, value
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool), value
+    if tp is bool:
+        return isinstance(value, bool), value
+    if tp is str:
+        return isinstance(value, str), value
+    return isinstance(value, tp), value
+
+
+def _type_name(tp: Any) -> str:
+    if typing.get_origin(tp) is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    return str(tp).replace("typing.", "")
+
+
+def from_dict(data: dict[str, Any], source: str = "config") -> TrainingConfig:
+    """Build and check a config from a mapping (``source`` names the file in errors)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of option: value")
+    hints = typing.get_type_hints(TrainingConfig)
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            raise ConfigError(f"{source}: unknown option {key!r}.{_nearest(str(key))} See docs/CONFIG.md.")
+        ok, coerced = _type_ok(value, hints[key])
+        if not ok:
+            raise ConfigError(
+                f"{source}: option {key!r} must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+            )
+        values[key] = coerced
+    cfg = TrainingConfig(**values)
+    check(cfg, source, explicit=set(values))
+    return cfg
+
+
+def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None = None) -> None:
+    """Reject contradictory combinations."""
+    explicit = explicit if explicit is not None else set()
+    av_only = [
+        "fusion_location", "soft_fusion_routing", "routing_use_level", "router_train_only", "video_encoder_ckpt",
+        "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout",
+    ]
+    if not cfg.is_audio_visual:
+        for key in av_only:
+            default = _FIELDS[key].default
+            if key in explicit and getattr(cfg, key) != default and getattr(cfg, key) not in (None, False, 0.0):
+                raise ConfigError(
+                    f"{source}: {key!r} is an audio-visual option but modality is 'audio'. "
+                    "Set modality: audio_visual or remove the option."
+                )
+    if cfg.soft_fusion_routing and cfg.fusion_location not in (None, "both"):
+        raise ConfigError(
+            f"{source}: soft_fusion_routing wraps encoder AND decoder layers; fusion_location must be 'both' or unset, "
+            f"got {cfg.fusion_location!r}"
+        )
+    if (cfg.routing_use_level or cfg.router_train_only) and not cfg.soft_fusion_routing:
+        key = "routing_use_level" if cfg.routing_use_level else "router_train_only"
+        raise ConfigError(f"{source}: {key!r} needs soft_fusion_routing: true")
+    if cfg.unfreeze_mlp_layers and not cfg.freeze_whisper:
+        raise ConfigError(f"{source}: 'unfreeze_mlp_layers' only makes sense with freeze_whisper: true")
+    if cfg.video_dropout + cfg.audio_dropout >= 1.0:
+        raise ConfigError(f"{source}: video_dropout + audio_dropout must be < 1 (a sample needs one modality)")
+    for key in ("video_dropout", "audio_dropout", "noise_prob", "label_smoothing", "routing_dropout"):
+        if not 0.0 <= getattr(cfg, key) < 1.0:
+            raise ConfigError(f"{source}: {key!r} must be in [0, 1), got {getattr(cfg, key)}")
+    if len(cfg.noise_snr_db) != 2 or cfg.noise_snr_db[0] > cfg.noise_snr_db[1]:
+        raise ConfigError(f"{source}: 'noise_snr_db' must be [low, high] in dB, got {cfg.noise_snr_db}")
+    if not cfg.microphones:
+        raise ConfigError(f"{source}: 'microphones' must name at least one channel, e.g. [M5]")
+    if cfg.batch_size < 1:
+        raise ConfigError(f"{source}: 'batch_size' must be >= 1")
+    if cfg.batch_seconds is not None and cfg.batch_seconds <= 0:
+        raise ConfigError(f"{source}: 'batch_seconds' must be > 0")
+    if not cfg.uaspeech_root:
+        raise ConfigError(f"{source}: 'uaspeech_root' is required: the prepared corpus folder with manifest.jsonl")
+    if cfg.num_beams < 1:
+        raise ConfigError(f"{source}: 'num_beams' must be >= 1")
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainingConfig:
+    """Read a YAML config; relative ``uaspeech_root``/``output_root`` stay relative to the CWD."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no config file at {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if overrides:
+        data = {**data, **overrides}
+    return from_dict(data, source=str(path))
+
+
+def describe_fields() -> str:
+    """Markdown table of every field (name, type, default, meaning) for docs/CONFIG.md."""
+    import ast
+    import inspect
+
+    docs: dict[str, str] = {}
+    tree = ast.parse(inspect.getsource(TrainingConfig))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    for node, nxt in zip(body, body[1:]):
+        if isinstance(node, ast.AnnAssign) and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant):
+            docs[node.target.id] = " ".join(str(nxt.value.value).split())  # type: ignore[attr-defined]
+    hints = typing.get_type_hints(TrainingConfig)
+    rows = ["| option | type | default | meaning |", "|---|---|---|---|"]
+    for name, f in _FIELDS.items():
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        rows.append(f"| `{name}` | {_type_name(hints[name])} | `{default!r}` | {docs.get(name, '')} |")
+    return "\n".join(rows) + "\n"

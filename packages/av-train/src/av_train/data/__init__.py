@@ -1,0 +1,1 @@
+"""Loading prepared UASpeech trees for training: manifest, dataset, batching, DataModule."""

@@ -1,0 +1,93 @@
+"""LightningDataModule over a prepared tree: it only loads (no model logic)."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader
+
+from av_train.config import TrainingConfig
+from av_train.data.dataset import Collator, UASpeechAVDataset
+from av_train.data.manifest import Sample, load_samples
+from av_train.data.samplers import DurationBatchSampler, RandomBatchSampler, WeightedBatchSampler
+from av_train.data.targets import TargetEncoder
+
+log = logging.getLogger(__name__)
+
+
+class UASpeechDataModule(L.LightningDataModule):
+    """Train = blocks B1 + B3, validation = test = block B2 (as the field does)."""
+
+    def __init__(self, cfg: TrainingConfig, targets: TargetEncoder, n_mels: int = 80):
+        super().__init__()
+        self.cfg = cfg
+        self.targets = targets
+        self.n_mels = n_mels
+        self.collate = Collator(targets.pad_id)
+        self.train_set: UASpeechAVDataset | None = None
+        self.val_set: UASpeechAVDataset | None = None
+
+    def _samples(self, split: str, mics: list[str]) -> list[Sample]:
+        samples, skipped = load_samples(
+            self.cfg.uaspeech_root, split, mics, self.cfg.speakers,
+            need_video=self.cfg.is_audio_visual, vocabulary=self.cfg.vocabulary,
+        )
+        if skipped:
+            log.warning("%s: %d utterance(s) left out, e.g. %s", split, len(skipped), "; ".join(skipped[:3]))
+        if not samples:
+            raise ValueError(
+                f"{self.cfg.uaspeech_root}: no {split} samples for microphones {mics}"
+                + (f" and speakers {self.cfg.speakers}" if self.cfg.speakers else "")
+            )
+        return samples
+
+    def setup(self, stage: str | None = None) -> None:
+        cfg = self.cfg
+        if self.val_set is None:
+            self.val_set = UASpeechAVDataset(
+                self._samples("test", cfg.microphones[:1]), self.targets, cfg.is_audio_visual, train=False,
+                n_mels=self.n_mels, cache_features=cfg.cache_features,
+            )
+        if stage in (None, "fit") and self.train_set is None:
+            samples = self._samples("train", cfg.microphones)
+            if cfg.max_train_samples is not None and len(samples) > cfg.max_train_samples:
+                g = torch.Generator().manual_seed(cfg.seed)
+                keep = sorted(torch.randperm(len(samples), generator=g)[: cfg.max_train_samples].tolist())
+                samples = [samples[i] for i in keep]
+            self.train_set = UASpeechAVDataset(
+                samples, self.targets, cfg.is_audio_visual, train=True, n_mels=self.n_mels,
+                noise_prob=cfg.noise_prob, noise_snr_db=tuple(cfg.noise_snr_db), cache_features=cfg.cache_features,
+                seed=cfg.seed,
+            )
+
+    def _loader_kwargs(self) -> dict:
+        workers = self.cfg.num_workers
+        return dict(
+            num_workers=workers, collate_fn=self.collate, persistent_workers=workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    def train_batch_sampler(self):
+        cfg, ds = self.cfg, self.train_set
+        assert ds is not None, "setup('fit') first"
+        if cfg.speaker_weights:
+            weights = [cfg.speaker_weights.get(s.speaker, 1.0) for s in ds.samples]
+            return WeightedBatchSampler(weights, cfg.batch_size, seed=cfg.seed)
+        if cfg.batch_seconds is not None:
+            return DurationBatchSampler([s.duration_s for s in ds.samples], cfg.batch_seconds, shuffle=True, seed=cfg.seed)
+        return RandomBatchSampler(len(ds), cfg.batch_size, seed=cfg.seed)
+
+    def train_dataloader(self) -> DataLoader:
+        return DataLoader(self.train_set, batch_sampler=self.train_batch_sampler(), **self._loader_kwargs())
+
+    def val_dataloader(self) -> DataLoader:
+        ds = self.val_set
+        assert ds is not None
+        # Sorted by duration so padded batches stay short; order does not affect the scores.
+        sampler = DurationBatchSampler(
+            [s.duration_s for s in ds.samples], max_seconds=float("inf"), shuffle=False,
+            max_batch_size=max(self.cfg.batch_size, 16),
+        )
+        return DataLoader(ds, batch_sampler=sampler, **self._loader_kwargs())

@@ -1,0 +1,162 @@
+"""Dataset of (log-mel, lip video, target) examples and the batch collator."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torchaudio.functional as AF
+from torch.utils.data import Dataset
+
+from av_fusion_models import log_mel, normalize_video, pad_log_mel_batch
+from av_train.data.manifest import Sample
+from av_train.data.targets import TargetEncoder
+from uaspeech_prep.video_io import read_gray_frames
+
+SAMPLE_RATE = 16_000
+CROP = 88
+
+
+def load_audio(path: Path) -> np.ndarray:
+    """Mono float32 audio at 16 kHz (resampled with torchaudio when the file has another rate)."""
+    try:
+        audio, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises several types for bad files
+        raise RuntimeError(f"cannot read audio {path}: {e}. Re-run `uaspeech-prep prepare` for this tree.") from e
+    audio = audio.mean(axis=1)
+    if audio.size == 0:
+        raise RuntimeError(f"audio file {path} is empty; re-run preparation or drop the utterance")
+    if sr != SAMPLE_RATE:
+        audio = AF.resample(torch.from_numpy(audio), sr, SAMPLE_RATE).numpy()
+    return audio
+
+
+def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
+    """White noise at ``snr_db`` relative to the clip's power."""
+    power = float(np.mean(audio**2)) + 1e-10
+    noise = rng.standard_normal(audio.shape).astype(np.float32)
+    return audio + noise * math.sqrt(power / (10 ** (snr_db / 10)))
+
+
+class UASpeechAVDataset(Dataset):
+    """Examples of one split. Training mode adds noise (option) and random crop + flip of the lips;
+    evaluation mode takes the centre crop."""
+
+    def __init__(
+        self,
+        samples: list[Sample],
+        targets: TargetEncoder,
+        with_video: bool,
+        train: bool,
+        n_mels: int = 80,
+        noise_prob: float = 0.0,
+        noise_snr_db: tuple[float, float] = (0.0, 20.0),
+        cache_features: bool = True,
+        seed: int = 0,
+    ):
+        self.samples = samples
+        self.targets = targets
+        self.with_video = with_video
+        self.train = train
+        self.n_mels = n_mels
+        self.noise_prob = noise_prob if train else 0.0
+        self.noise_snr_db = noise_snr_db
+        # Noise makes every epoch's features different: nothing to cache then.
+        self.cache_features = cache_features and self.noise_prob == 0.0
+        self._cache: dict[int, torch.Tensor] = {}
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def _rng(self, index: int, epoch: int, stream: int) -> np.random.Generator:
+        # Deterministic per (seed, epoch, index), independent of worker count and order.
+        return np.random.default_rng([self.seed, epoch, index, stream])
+
+    def features(self, index: int, epoch: int = 0) -> torch.Tensor:
+        if index in self._cache:
+            return self._cache[index]
+        audio = load_audio(self.samples[index].audio)
+        if self.noise_prob > 0:
+            rng = self._rng(index, epoch, 0)
+            if rng.random() < self.noise_prob:
+                audio = add_noise(audio, float(rng.uniform(*self.noise_snr_db)), rng)
+        feats = log_mel(audio, self.n_mels)
+        if self.cache_features:
+            self._cache[index] = feats
+        return feats
+
+    def video(self, index: int, epoch: int = 0) -> torch.Tensor:
+        roi = self.samples[index].roi
+        if roi is None:
+            raise RuntimeError(f"{self.samples[index].utt_id} has no lip ROI video but the run is audio-visual")
+        frames = read_gray_frames(roi)  # [T, H, W] uint8
+        if frames.shape[0] == 0:
+            raise RuntimeError(f"lip ROI video {roi} has no frames; re-run `uaspeech-prep prepare --overwrite`")
+        t, h, w = frames.shape
+        if self.train:
+            rng = self._rng(index, epoch, 1)
+            y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
+            frames = frames[:, y : y + CROP, x : x + CROP]
+            if rng.random() < 0.5:
+                frames = frames[:, :, ::-1]
+        else:
+            y, x = (h - CROP) // 2, (w - CROP) // 2
+            frames = frames[:, y : y + CROP, x : x + CROP]
+        return torch.from_numpy(np.ascontiguousarray(frames))
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict:
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
+        s = self.samples[index]
+        dec_in, labels = self.targets.encode(s.word)
+        item = {
+            "index": index,
+            "input_features": self.features(index, epoch),
+            "decoder_input_ids": torch.tensor(dec_in),
+            "labels": torch.tensor(labels),
+            "meta": {"utt_id": s.utt_id, "speaker": s.speaker, "level": s.level, "category": s.category,
+                     "word": s.word, "mic": s.mic},
+        }
+        if self.with_video:
+            item["video"] = self.video(index, epoch)
+        return item
+
+
+class Collator:
+    """Pads a list of examples to the longest audio / video / text in the batch."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, items: list[dict]) -> dict:
+        feats, feat_lengths = pad_log_mel_batch([it["input_features"] for it in items])
+        max_len = max(len(it["labels"]) for it in items)
+        dec = torch.full((len(items), max_len), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(items), max_len), -100, dtype=torch.long)
+        for i, it in enumerate(items):
+            n = len(it["labels"])
+            dec[i, :n] = it["decoder_input_ids"]
+            labels[i, :n] = it["labels"]
+        batch = {
+            "index": torch.tensor([it["index"] for it in items]),
+            "input_features": feats,
+            "feature_lengths": feat_lengths,
+            "decoder_input_ids": dec,
+            "labels": labels,
+            "meta": [it["meta"] for it in items],
+        }
+        if "video" in items[0]:
+            t_max = max(it["video"].shape[0] for it in items)
+            h, w = items[0]["video"].shape[1:]
+            video = torch.zeros((len(items), t_max, h, w), dtype=torch.uint8)
+            mask = torch.ones((len(items), t_max), dtype=torch.bool)  # True = padding
+            for i, it in enumerate(items):
+                n = it["video"].shape[0]
+                video[i, :n] = it["video"]
+                mask[i, :n] = False
+            batch["video"] = normalize_video(video)
+            batch["video_padding_mask"] = mask
+        return batch

@@ -1,0 +1,104 @@
+"""Reading ``manifest.jsonl`` of a prepared tree (docs/LAYOUT.md section 2) into samples."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from uaspeech_prep.corpus import category_of
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One training / evaluation example: one utterance on one microphone channel."""
+
+    utt_id: str
+    speaker: str
+    level: str
+    block: str
+    split: str
+    word_id: str
+    word: str
+    category: str
+    mic: str
+    audio: Path
+    roi: Path | None
+    duration_s: float
+
+    @property
+    def key(self) -> str:
+        return f"{self.utt_id}_{self.mic}"
+
+
+class ManifestError(ValueError):
+    pass
+
+
+def read_manifest(root: str | Path) -> list[dict]:
+    root = Path(root)
+    path = root / "manifest.jsonl"
+    if not path.is_file():
+        raise ManifestError(
+            f"no manifest at {path}: uaspeech_root must be a prepared tree. "
+            f"Run `uaspeech-prep prepare --source <release> --output {root}` first."
+        )
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as e:
+                    raise ManifestError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+    if not records:
+        raise ManifestError(f"{path} lists no utterances")
+    return records
+
+
+def load_samples(
+    root: str | Path,
+    split: str,
+    microphones: list[str],
+    speakers: list[str] | None = None,
+    need_video: bool = False,
+    vocabulary: str = "all",
+) -> tuple[list[Sample], list[str]]:
+    """Samples of ``split`` ('train' or 'test') for the given channels.
+
+    Returns (samples, skipped) where ``skipped`` describes utterances left out and why (missing
+    channel, no usable video for an audio-visual run), so callers can report them.
+    """
+    root = Path(root)
+    records = read_manifest(root)
+    wanted = set(speakers) if speakers else None
+    samples: list[Sample] = []
+    skipped: list[str] = []
+    for rec in records:
+        if rec["split"] != split or (wanted is not None and rec["speaker"] not in wanted):
+            continue
+        if vocabulary == "common" and rec.get("category", category_of(rec["word_id"])) == "uncommon":
+            continue
+        roi = rec.get("roi")
+        if need_video and not roi:
+            skipped.append(f"{rec['utt_id']}: no lip ROI video")
+            continue
+        for mic in microphones:
+            audio = rec.get("audio", {}).get(mic)
+            if audio is None:
+                skipped.append(f"{rec['utt_id']}: no channel {mic}")
+                continue
+            samples.append(
+                Sample(
+                    utt_id=rec["utt_id"], speaker=rec["speaker"], level=rec["level"], block=rec["block"],
+                    split=rec["split"], word_id=rec["word_id"], word=rec["word"],
+                    category=rec.get("category") or category_of(rec["word_id"]), mic=mic,
+                    audio=root / audio, roi=(root / roi) if roi else None,
+                    duration_s=float(rec.get("duration_s") or 0.0),
+                )
+            )
+    if wanted:
+        missing = wanted - {s.speaker for s in samples}
+        if missing and split == "train":
+            raise ManifestError(f"{root / 'manifest.jsonl'}: no {split} utterances for speaker(s) {sorted(missing)}")
+    return samples, skipped

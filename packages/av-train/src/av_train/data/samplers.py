@@ -1,0 +1,107 @@
+"""Batch samplers that are deterministic per (seed, epoch) and tell the dataset the epoch.
+
+Each batch is a list of ``(index, epoch)`` pairs: the dataset draws its random augmentation from
+(seed, epoch, index), so results do not depend on the number of workers, and persistent workers
+(which hold their own copy of the dataset) still see a new epoch. Lightning calls ``set_epoch``
+on the batch sampler at the start of every epoch, also after a resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+from torch.utils.data import Sampler
+
+
+class _EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    def __init__(self, seed: int):
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+
+    def _batches(self) -> list[list[int]]:
+        raise NotImplementedError
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self._batches():
+            yield [(i, self.epoch) for i in batch]
+
+
+class RandomBatchSampler(_EpochBatchSampler):
+    """Shuffled fixed-size batches (the last one may be smaller)."""
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0):
+        super().__init__(seed)
+        self.n, self.batch_size = n, batch_size
+
+    def _batches(self) -> list[list[int]]:
+        order = torch.randperm(self.n, generator=self._generator()).tolist()
+        return [order[k : k + self.batch_size] for k in range(0, self.n, self.batch_size)]
+
+    def __len__(self) -> int:
+        return (self.n + self.batch_size - 1) // self.batch_size
+
+
+class WeightedBatchSampler(_EpochBatchSampler):
+    """``n`` draws with replacement, probability proportional to ``weights`` (speaker_weights)."""
+
+    def __init__(self, weights: Sequence[float], batch_size: int, seed: int = 0):
+        super().__init__(seed)
+        self.weights = torch.as_tensor(weights, dtype=torch.double)
+        if (self.weights < 0).any() or self.weights.sum() <= 0:
+            raise ValueError("speaker_weights must be >= 0 and not all zero")
+        self.batch_size = batch_size
+
+    def _batches(self) -> list[list[int]]:
+        n = len(self.weights)
+        draws = torch.multinomial(self.weights, n, replacement=True, generator=self._generator()).tolist()
+        return [draws[k : k + self.batch_size] for k in range(0, n, self.batch_size)]
+
+    def __len__(self) -> int:
+        return (len(self.weights) + self.batch_size - 1) // self.batch_size
+
+
+class DurationBatchSampler(_EpochBatchSampler):
+    """Batches whose padded duration (longest clip x batch size) stays within ``max_seconds``.
+
+    Examples are sorted by duration and cut greedily into batches (little padding); the batch
+    order is shuffled per epoch when ``shuffle``. A clip longer than the budget is a batch alone.
+    """
+
+    def __init__(self, durations: Sequence[float], max_seconds: float, shuffle: bool = True, seed: int = 0,
+                 max_batch_size: int | None = None):
+        super().__init__(seed)
+        self.shuffle = shuffle
+        self._fixed = self._make(list(durations), max_seconds, max_batch_size)
+
+    @staticmethod
+    def _make(durations: list[float], max_seconds: float, max_batch_size: int | None) -> list[list[int]]:
+        order = sorted(range(len(durations)), key=lambda i: (durations[i], i))
+        batches: list[list[int]] = []
+        current: list[int] = []
+        longest = 0.0
+        for i in order:
+            d = durations[i]
+            full = max_batch_size is not None and len(current) >= max_batch_size
+            if current and (max(longest, d) * (len(current) + 1) > max_seconds or full):
+                batches.append(current)
+                current, longest = [], 0.0
+            current.append(i)
+            longest = max(longest, d)
+        if current:
+            batches.append(current)
+        return batches
+
+    def _batches(self) -> list[list[int]]:
+        if not self.shuffle:
+            return self._fixed
+        return [self._fixed[k] for k in torch.randperm(len(self._fixed), generator=self._generator()).tolist()]
+
+    def __len__(self) -> int:
+        return len(self._fixed)

@@ -1,0 +1,104 @@
+"""Building the (audio-visual) Whisper of a run from its config, including warm starts and freezing."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, freezing
+from av_train.checkpoints import CheckpointError, load_state_dict_safely
+from av_train.config import TrainingConfig
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def load_whisper(name: str, local_only: bool):
+    """Whisper model + tokenizer from a hub name or a local folder."""
+    from transformers import AutoTokenizer, WhisperForConditionalGeneration
+
+    try:
+        whisper = WhisperForConditionalGeneration.from_pretrained(name, local_files_only=local_only)
+        tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)
+    except OSError as e:
+        hint = (
+            f"`av-cli download-model {name.split('/')[-1].removeprefix('whisper-')}` on a machine with network, "
+            "or `av-cli import-ct2 SRC DST` to convert a local CTranslate2 Whisper, then set model_name to that folder"
+        )
+        raise ModelLoadError(f"cannot load Whisper {name!r} (local_model_only={local_only}): {e}\nFix: {hint}.") from None
+    return whisper, tokenizer
+
+
+def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
+    return AVWhisperConfig(
+        fusion_location=cfg.effective_fusion_location,
+        video_encoder=cfg.video_encoder,
+        resnet_width=cfg.resnet_width,
+        xattn_heads=cfg.xattn_heads,
+        video_positional=cfg.video_positional,
+        soft_fusion_routing=cfg.soft_fusion_routing,
+        routing_hidden_dim=cfg.routing_hidden_dim,
+        routing_dropout=cfg.routing_dropout,
+        routing_use_level=cfg.routing_use_level,
+        cut_encoder_positions=cfg.cut_encoder_positions,
+        video_dropout=cfg.video_dropout,
+        audio_dropout=cfg.audio_dropout,
+    )
+
+
+def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def build_model(cfg: TrainingConfig):
+    """-> (model, tokenizer, n_mels, names of parameters added around Whisper)."""
+    whisper, tokenizer = load_whisper(cfg.model_name, cfg.local_model_only)
+    audio_ckpt = cfg.resolve_seed_path(cfg.pt_audio_ckpt)
+    if audio_ckpt:
+        # The audio-only run's model is the same wrapper with no fusion: load it there (strictly),
+        # which writes the fine-tuned weights into the shared Whisper modules.
+        audio_model = AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(fusion_location="none"))
+        state = _strip(load_state_dict_safely(audio_ckpt), "model.")
+        try:
+            audio_model.load_state_dict(state, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(
+                f"pt_audio_ckpt {audio_ckpt} does not match {cfg.model_name}: {e}. "
+                "Point it at an audio-only run of the same Whisper size."
+            ) from None
+        print(f"initialised Whisper from audio-only checkpoint {audio_ckpt}")
+    original = {id(p) for p in whisper.parameters()}
+    model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
+    new_names = {n for n, p in model.named_parameters() if id(p) not in original}
+
+    video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
+    if video_ckpt:
+        state = _strip(load_state_dict_safely(video_ckpt), "model.")
+        result = model.load_state_dict(state, strict=False)
+        missing = [k for k in result.missing_keys if "router" not in k]
+        if missing or result.unexpected_keys:
+            raise CheckpointError(
+                f"pt_video_ckpt {video_ckpt} does not fit this model: missing {missing[:5]}, "
+                f"unexpected {result.unexpected_keys[:5]}. It must come from an audio-visual run with the same "
+                "Whisper, video encoder and fusion blocks."
+            )
+        print(f"initialised the audio-visual model from {video_ckpt}"
+              + (f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else ""))
+
+    if cfg.freeze_whisper:
+        freezing.freeze_whisper(model)
+        if cfg.unfreeze_mlp_layers:
+            freezing.unfreeze_mlp_layers(model)
+    if cfg.router_train_only:
+        freezing.router_train_only(model)
+    if cfg.freeze_video_encoder:
+        freezing.freeze_video_encoder(model)
+    n_mels = whisper.config.num_mel_bins
+    total, trainable = freezing.count_parameters(model)
+    print(f"model: {total / 1e6:.1f}M parameters, {trainable / 1e6:.1f}M trainable "
+          f"(fusion: {cfg.effective_fusion_location})")
+    return model, tokenizer, n_mels, new_names

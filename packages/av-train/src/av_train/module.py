@@ -1,0 +1,178 @@
+"""The LightningModule: it only trains and validates (data comes from the DataModule)."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import torch
+import torch.distributed as dist
+import torchaudio.transforms as T
+
+from av_eval import LEVELS, Prediction, score_predictions
+from av_train.config import TrainingConfig
+from av_train.data.targets import TargetEncoder
+
+
+class SpecAugment(torch.nn.Module):
+    """Frequency and time masking of the log-mel (torchaudio), independent per sample."""
+
+    def __init__(self, freq_mask_param: int, time_mask_param: int, num_freq_masks: int, num_time_masks: int):
+        super().__init__()
+        self.freq = torch.nn.ModuleList(T.FrequencyMasking(freq_mask_param, iid_masks=True) for _ in range(num_freq_masks))
+        self.time = torch.nn.ModuleList(T.TimeMasking(time_mask_param, iid_masks=True) for _ in range(num_time_masks))
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        # feats: [B, n_mels, T] -> masks need [B, C, F, T] for per-sample (iid) masks
+        x = feats.unsqueeze(1)
+        for m in (*self.freq, *self.time):
+            x = m(x)
+        return x.squeeze(1)
+
+
+class AVSRModule(L.LightningModule):
+    """Audio-only or audio-visual Whisper fine-tuning with label-smoothed cross-entropy.
+
+    ``new_parameter_names`` are the parameters added around Whisper (video encoder, fusion blocks,
+    router); they get ``video_learning_rate``.
+    """
+
+    def __init__(self, model, targets: TargetEncoder, cfg: TrainingConfig, new_parameter_names: set[str] | None = None):
+        super().__init__()
+        self.model = model
+        self.targets = targets
+        self.cfg = cfg
+        self.new_parameter_names = new_parameter_names or set()
+        self.spec_augment = (
+            SpecAugment(cfg.freq_mask_param, cfg.time_mask_param, cfg.num_freq_masks, cfg.num_time_masks)
+            if cfg.spec_augment else None
+        )
+        self.save_hyperparameters({"config": cfg.to_dict()})
+        self._val_preds: list[Prediction] = []
+        self._val_routes: list[tuple[str, list[float]]] = []
+        self.last_predictions: list[Prediction] = []
+        self.last_report = None
+
+    # --- forward ---------------------------------------------------------------------------------
+    def _model_inputs(self, batch: dict) -> dict:
+        kw = {"input_features": batch["input_features"]}
+        if "video" in batch:
+            kw["video"] = batch["video"]
+            kw["video_padding_mask"] = batch["video_padding_mask"]
+        if self.cfg.routing_use_level:
+            kw["levels"] = torch.tensor([LEVELS.index(m["level"]) for m in batch["meta"]], device=self.device)
+        return kw
+
+    def forward(self, batch: dict, label_smoothing: float = 0.0):
+        return self.model(
+            **self._model_inputs(batch), decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"],
+            label_smoothing=label_smoothing,
+        )
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self.spec_augment is not None:
+            batch = {**batch, "input_features": self.spec_augment(batch["input_features"])}
+        out = self(batch, label_smoothing=self.cfg.label_smoothing)
+        self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["meta"]))
+        return out.loss
+
+    # --- validation ------------------------------------------------------------------------------
+    def on_validation_epoch_start(self) -> None:
+        self._val_preds, self._val_routes = [], []
+
+    @torch.no_grad()
+    def decode(self, batch: dict) -> list[str]:
+        """Autoregressive decoding from the prompt, batched, with video when the run has it."""
+        prompt = torch.tensor(self.targets.prompt, device=self.device).repeat(len(batch["meta"]), 1)
+        ids = self.model.generate(
+            **self._model_inputs(batch), decoder_input_ids=prompt, max_new_tokens=self.cfg.max_new_tokens,
+            num_beams=self.cfg.num_beams, eos_token_id=self.targets.eot,
+        )
+        return [self.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        out = self(batch)
+        self.log("val/loss", out.loss, batch_size=len(batch["meta"]), sync_dist=True)
+        if self.cfg.validation_decoding == "teacher_forced":
+            pred_ids = out.logits.argmax(-1)
+            hyps = []
+            for seq, lab in zip(pred_ids, batch["labels"]):
+                keep = lab != -100
+                hyps.append(self.targets.decode(seq[keep].tolist()))
+        else:
+            hyps = self.decode(batch)
+        for meta, hyp in zip(batch["meta"], hyps):
+            self._val_preds.append(
+                Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"], meta["category"])
+            )
+        if getattr(out, "route_probs", None) is not None:
+            for meta, p in zip(batch["meta"], out.route_probs.float().cpu().tolist()):
+                self._val_routes.append((meta["level"], p))
+
+    def _gather(self, items: list) -> list:
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            gathered: list = [None] * dist.get_world_size()
+            dist.all_gather_object(gathered, items)
+            return [x for part in gathered for x in part]
+        return items
+
+    def on_validation_epoch_end(self) -> None:
+        preds = self._gather(self._val_preds)
+        # The distributed sampler may repeat utterances to even out shards: keep one of each.
+        preds = list({p.utt_id: p for p in preds}.values())
+        if not preds:
+            return
+        report = score_predictions(preds)
+        self.last_predictions, self.last_report = preds, report
+        metrics = {"val/wer": report.total.wer, "val/cer": report.total.cer, "val/wsr": report.total.wsr}
+        metrics.update({f"val/{m}_macro": v for m, v in report.macro.items()})
+        for level, s in report.per_level.items():
+            metrics.update({f"val/wer_{level}": s.wer, f"val/cer_{level}": s.cer, f"val/wsr_{level}": s.wsr})
+        if self.cfg.per_speaker_metrics:
+            metrics.update({f"val_speaker/wer_{spk}": s.wer for spk, s in report.per_speaker.items()})
+        routes = self._gather(self._val_routes)
+        for level in LEVELS:
+            probs = [p for lvl, p in routes if lvl == level]
+            if probs:
+                mean = torch.tensor(probs).mean(0).tolist()
+                for name, v in zip(("enc_only", "dec_only", "both"), mean):
+                    metrics[f"route/{level}_{name}"] = v
+        # Every rank computed the same numbers from the gathered predictions.
+        self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
+
+    # --- optimisation ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        cfg = self.cfg
+        decay, no_decay, new_decay, new_no_decay = [], [], [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            is_new = name in self.new_parameter_names
+            flat = p.ndim < 2 or name.endswith(".bias") or "gate" in name
+            (new_no_decay if is_new and flat else new_decay if is_new else no_decay if flat else decay).append(p)
+        lr_new = cfg.video_learning_rate or cfg.learning_rate
+        groups = [
+            {"params": decay, "lr": cfg.learning_rate, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "lr": cfg.learning_rate, "weight_decay": 0.0},
+            {"params": new_decay, "lr": lr_new, "weight_decay": cfg.weight_decay},
+            {"params": new_no_decay, "lr": lr_new, "weight_decay": 0.0},
+        ]
+        groups = [g for g in groups if g["params"]]
+        if not groups:
+            raise ValueError("no trainable parameters: check freeze_whisper / router_train_only / freeze_video_encoder")
+        optimizer = torch.optim.AdamW(groups)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        warmup = min(cfg.warmup_steps, max(0, total - 1))
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            if cfg.lr_schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - warmup) / max(1, total - warmup))
+            if cfg.lr_schedule == "linear":
+                return max(0.0, 1.0 - progress)
+            return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

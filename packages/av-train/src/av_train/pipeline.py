@@ -1,0 +1,119 @@
+"""From a config to trained checkpoints, predictions and metrics: the one training entry point."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from av_eval import Report, write_predictions
+from av_eval.report import write_report
+from av_train.checkpoints import load_state_dict_safely
+from av_train.config import TrainingConfig
+from av_train.data.datamodule import UASpeechDataModule
+from av_train.data.targets import TargetEncoder
+from av_train.model_factory import build_model
+from av_train.module import AVSRModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunResult:
+    checkpoint_dir: Path
+    best_checkpoint: Path | None
+    results_dir: Path
+    report: Report | None
+    predictions_file: Path | None
+
+
+def _monitor_mode(metric: str) -> str:
+    return "max" if "wsr" in metric else "min"
+
+
+def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
+    ckpt = ModelCheckpoint(
+        dirpath=cfg.checkpoint_dir, filename="best", monitor=cfg.early_stopping_metric,
+        mode=_monitor_mode(cfg.early_stopping_metric), save_top_k=1, save_last=True,
+        auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    callbacks = [ckpt, LearningRateMonitor(logging_interval="step")]
+    if cfg.early_stopping_patience > 0:
+        callbacks.append(
+            EarlyStopping(cfg.early_stopping_metric, patience=cfg.early_stopping_patience,
+                          mode=_monitor_mode(cfg.early_stopping_metric))
+        )
+    callbacks += extra_callbacks or []
+    logger = TensorBoardLogger(
+        save_dir=str(Path(cfg.output_root) / "results"), name=cfg.train_name, version=cfg.train_id,
+        default_hp_metric=False,
+    )
+    trainer = L.Trainer(
+        accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
+        precision=cfg.precision, max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
+        accumulate_grad_batches=cfg.accumulate_grad_batches, gradient_clip_val=cfg.gradient_clip_val,
+        check_val_every_n_epoch=cfg.check_val_every_n_epoch, log_every_n_steps=cfg.log_every_n_steps,
+        callbacks=callbacks, logger=logger, enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
+        default_root_dir=str(cfg.output_root), enable_model_summary=False,
+    )
+    return trainer, ckpt
+
+
+def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
+    """Train (or, with ``validate_model``, only validate) one run; resume from last.ckpt if present."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    model, tokenizer, n_mels, new_names = build_model(cfg)
+    targets = TargetEncoder(tokenizer, char_level=cfg.char_level)
+    module = AVSRModule(model, targets, cfg, new_names)
+    datamodule = UASpeechDataModule(cfg, targets, n_mels=n_mels)
+    cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(cfg.checkpoint_dir / "config.yaml")
+    trainer, ckpt_cb = build_trainer(cfg, extra_callbacks)
+    best = cfg.checkpoint_dir / "best.ckpt"
+    last = cfg.checkpoint_dir / "last.ckpt"
+
+    with warnings.catch_warnings():
+        # Lightning suggests more workers on small machines; we chose the number in the config.
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        if cfg.validate_model:
+            if best.is_file():
+                print(f"validate_model: validating {best}")
+                module.load_state_dict(load_state_dict_safely(best))
+            else:
+                print(f"validate_model: no checkpoint at {best}; validating the initial weights")
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+        else:
+            resume = last if last.is_file() else None
+            if resume:
+                print(f"resuming from {resume}")
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+            best_path = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else (best if best.is_file() else None)
+            if best_path is not None and best_path.is_file():
+                module.load_state_dict(load_state_dict_safely(best_path))
+            # Final scores: always autoregressive, as the model will be used.
+            module.cfg = _with_decoding(cfg, "autoregressive")
+            trainer.validate(module, datamodule=datamodule, verbose=False)
+
+    report = module.last_report
+    preds_file = None
+    if report is not None and trainer.is_global_zero:
+        preds_file = write_predictions(cfg.results_dir / "predictions_B2.jsonl", module.last_predictions)
+        write_report(report, cfg.results_dir, stem="metrics")
+    return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)
+
+
+def _with_decoding(cfg: TrainingConfig, decoding: str) -> TrainingConfig:
+    from dataclasses import replace
+
+    return replace(cfg, validation_decoding=decoding)
+
+
+def main_train(cfg: TrainingConfig) -> RunResult:
+    torch.set_float32_matmul_precision("high")
+    return run(cfg)
