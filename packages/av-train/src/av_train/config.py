@@ -226,8 +226,15 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
 
 
 def _type_name(tp: Any) -> str:
-    if typing.get_origin(tp) is Literal:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
         return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if isinstance(tp, type) and origin is None:
+        return tp.__name__
     return str(tp).replace("typing.", "")
 
 
@@ -324,5 +331,6 @@ def describe_fields() -> str:
     rows = ["| option | type | default | meaning |", "|---|---|---|---|"]
     for name, f in _FIELDS.items():
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-        rows.append(f"| `{name}` | {_type_name(hints[name])} | `{default!r}` | {docs.get(name, '')} |")
+        type_cell = _type_name(hints[name]).replace("|", "\\|")
+        rows.append(f"| `{name}` | {type_cell} | `{default!r}` | {docs.get(name, '')} |")
     return "\n".join(rows) + "\n"

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 from av_fusion_models import log_mel, normalize_video, pad_log_mel_batch
 from av_train.data.manifest import Sample
 from av_train.data.targets import TargetEncoder
-from uaspeech_prep.video_io import read_gray_frames
+from uaspeech_prep.video_io import read_frames
 
 SAMPLE_RATE = 16_000
 CROP = 88
@@ -93,9 +93,10 @@ class UASpeechAVDataset(Dataset):
         roi = self.samples[index].roi
         if roi is None:
             raise RuntimeError(f"{self.samples[index].utt_id} has no lip ROI video but the run is audio-visual")
-        frames = read_gray_frames(roi)  # [T, H, W] uint8
-        if frames.shape[0] == 0:
+        decoded = read_frames(roi, gray=True)
+        if not decoded:
             raise RuntimeError(f"lip ROI video {roi} has no frames; re-run `uaspeech-prep prepare --overwrite`")
+        frames = np.stack(decoded)  # [T, H, W] uint8
         t, h, w = frames.shape
         if self.train:
             rng = self._rng(index, epoch, 1)

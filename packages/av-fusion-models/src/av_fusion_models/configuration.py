@@ -1,0 +1,165 @@
+"""Configuration of the audio-visual Whisper model (Whisper-Flamingo style gated cross-attention).
+
+`AVWhisperConfig` only describes what is *added* to Whisper (video front-end, fusion blocks,
+router, modality dropout). The Whisper configuration itself stays a `transformers.WhisperConfig`
+and is saved next to it (see `AVWhisperForConditionalGeneration.save_pretrained`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass
+from os import PathLike
+from typing import Any
+
+FUSION_LOCATIONS = ("none", "encoder", "decoder", "both")
+# "resnet": AV-HuBERT-shaped 3D-conv + ResNet-18 front-end trained from pixels.
+# "precomputed": no video module; `video` is already a feature sequence [B, T_v, video_dim]
+#                (e.g. AV-HuBERT features extracted offline). An AV-HuBERT port plugs in here later.
+VIDEO_ENCODERS = ("resnet", "precomputed")
+MODEL_TYPE = "av_whisper"
+
+
+@dataclass
+class AVWhisperConfig:
+    """Everything the audio-visual wrapper adds on top of a Whisper checkpoint.
+
+    Args:
+        fusion_location: where gated cross-attention to video is inserted: `"none"` (audio-only
+            Whisper, video ignored), `"encoder"` (before every encoder layer, audio frames attend to
+            video), `"decoder"` (before every decoder layer's self-attention, text attends to video,
+            as in Whisper-Flamingo) or `"both"`.
+        video_encoder: video front-end, one of `VIDEO_ENCODERS`.
+        resnet_width: base channel width `w` of the ResNet-18 trunk (stages w, 2w, 4w, 8w).
+            64 is the standard (AV-HuBERT / lip-reading) size, 16 or less for CPU demos.
+        resnet_relu_type: `"prelu"` (AV-HuBERT) or `"relu"`.
+        video_dim: feature size of the video encoder output; derived (8 * resnet_width) when None.
+            Required for `video_encoder="precomputed"`.
+        video_fps: video frame rate. Used to place video frames on Whisper's 50 Hz encoder time
+            axis for the sinusoidal video positions (frame t -> position t * 50 / video_fps).
+        xattn_heads: heads of the gated cross-attention; defaults to Whisper's attention heads
+            (encoder heads for encoder blocks, decoder heads for decoder blocks).
+        xattn_ffn_mult: hidden size of the gated block's feed-forward = mult * d_model.
+        xattn_dropout: dropout inside the gated block (attention probabilities and FFN output).
+        video_positional: add sinusoidal positions to the projected video features.
+        soft_fusion_routing: learn a per-sample FusionRouter that scales the encoder / decoder
+            fusion. Forces fusion blocks in both encoder and decoder (whatever `fusion_location`
+            says, except `"none"`, which is an error).
+        routing_hidden_dim, routing_dropout: router MLP size and dropout.
+        routing_use_level: also feed an embedding of the speaker's severity level to the router.
+        num_levels, level_embed_dim: size of that level embedding table.
+        cut_encoder_positions: accept log-mel inputs shorter than 30 s (any even length up to
+            2 * max_source_positions); the positional table is cut to the input length. When False,
+            inputs must be exactly 3000 frames, as in Hugging Face's WhisperEncoder.
+        video_dropout, audio_dropout: per-sample modality dropout probabilities (training mode
+            only). A sample never loses both modalities; `video_dropout + audio_dropout <= 1`.
+    """
+
+    fusion_location: str = "decoder"
+    video_encoder: str = "resnet"
+    resnet_width: int = 64
+    resnet_relu_type: str = "prelu"
+    video_dim: int | None = None
+    video_fps: float = 25.0
+    xattn_heads: int | None = None
+    xattn_ffn_mult: int = 4
+    xattn_dropout: float = 0.0
+    video_positional: bool = True
+    soft_fusion_routing: bool = False
+    routing_hidden_dim: int = 256
+    routing_dropout: float = 0.1
+    routing_use_level: bool = False
+    num_levels: int = 4
+    level_embed_dim: int = 16
+    cut_encoder_positions: bool = True
+    video_dropout: float = 0.0
+    audio_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fusion_location not in FUSION_LOCATIONS:
+            raise ValueError(f"fusion_location must be one of {FUSION_LOCATIONS}, got {self.fusion_location!r}")
+        if self.video_encoder == "avhubert":
+            raise NotImplementedError(
+                "video_encoder='avhubert' is not available yet; use 'resnet', or 'precomputed' with "
+                "AV-HuBERT features extracted offline"
+            )
+        if self.video_encoder not in VIDEO_ENCODERS:
+            raise ValueError(f"video_encoder must be one of {VIDEO_ENCODERS}, got {self.video_encoder!r}")
+        if self.resnet_relu_type not in ("prelu", "relu"):
+            raise ValueError(f"resnet_relu_type must be 'prelu' or 'relu', got {self.resnet_relu_type!r}")
+        if self.resnet_width < 1:
+            raise ValueError("resnet_width must be >= 1")
+        if self.video_encoder == "resnet" and self.video_dim is not None and self.video_dim != 8 * self.resnet_width:
+            raise ValueError(
+                f"video_dim={self.video_dim} does not match the ResNet output size 8 * resnet_width = "
+                f"{8 * self.resnet_width}; leave video_dim=None"
+            )
+        if self.video_encoder == "precomputed" and self.video_dim is None and self.fusion_location != "none":
+            raise ValueError("video_encoder='precomputed' needs an explicit video_dim")
+        if self.soft_fusion_routing and self.fusion_location == "none":
+            raise ValueError("soft_fusion_routing needs video fusion; fusion_location='none' contradicts it")
+        for name in ("video_dropout", "audio_dropout", "xattn_dropout", "routing_dropout"):
+            p = getattr(self, name)
+            if not 0.0 <= p <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {p}")
+        if self.video_dropout + self.audio_dropout > 1.0 + 1e-9:
+            raise ValueError("video_dropout + audio_dropout must be <= 1 (a sample never loses both modalities)")
+        if self.xattn_ffn_mult < 1:
+            raise ValueError("xattn_ffn_mult must be >= 1")
+        if self.num_levels < 1 or self.level_embed_dim < 1:
+            raise ValueError("num_levels and level_embed_dim must be >= 1")
+
+    # ------------------------------------------------------------------ derived
+    @property
+    def uses_video(self) -> bool:
+        return self.fusion_location != "none"
+
+    @property
+    def fuse_encoder(self) -> bool:
+        """Gated cross-attention blocks are inserted before the encoder layers."""
+        return self.fusion_location in ("encoder", "both") or (self.soft_fusion_routing and self.uses_video)
+
+    @property
+    def fuse_decoder(self) -> bool:
+        """Gated cross-attention blocks are inserted before the decoder layers."""
+        return self.fusion_location in ("decoder", "both") or (self.soft_fusion_routing and self.uses_video)
+
+    @property
+    def resolved_video_dim(self) -> int:
+        if self.video_dim is not None:
+            return self.video_dim
+        if self.video_encoder == "resnet":
+            return 8 * self.resnet_width
+        raise ValueError("video_dim is unknown for this video encoder")
+
+    # ------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["model_type"] = MODEL_TYPE
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AVWhisperConfig:
+        data = dict(data)
+        model_type = data.pop("model_type", MODEL_TYPE)
+        if model_type != MODEL_TYPE:
+            raise ValueError(f"not an {MODEL_TYPE} config (model_type={model_type!r})")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            warnings.warn(f"AVWhisperConfig: ignoring unknown keys {unknown}", stacklevel=2)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    def to_json_file(self, path: str | PathLike) -> None:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(self.to_json_string())
+
+    @classmethod
+    def from_json_file(cls, path: str | PathLike) -> AVWhisperConfig:
+        with open(path, encoding="utf-8") as fh:
+            return cls.from_dict(json.load(fh))

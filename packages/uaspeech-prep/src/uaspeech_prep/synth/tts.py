@@ -1,0 +1,184 @@
+"""Real speech synthesis of UASpeech words with libespeak-ng (PyPI ``espeakng-loader``) through ctypes.
+
+The library is driven in synchronous mode with phoneme events enabled, so every synthesized word
+comes with the exact time of each phoneme (used to animate the mouth of the synthetic video).
+espeak-ng keeps global state and is not thread-safe: one process-level :class:`Espeak` object
+(:func:`get_engine`) is initialized once and every call goes through its lock.
+
+Output: 16 kHz float32 mono (resampled from espeak's 22050 Hz with ``scipy.signal.resample_poly``)
+plus a list of :class:`Phoneme` events ``(time_s, name)`` in the same time base.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.signal import resample_poly
+
+SAMPLE_RATE = 16_000
+"""Sample rate of everything this module returns (Hz)."""
+
+# speak_lib.h constants
+_AUDIO_OUTPUT_SYNCHRONOUS = 2
+_INITIALIZE_PHONEME_EVENTS = 0x0001
+_INITIALIZE_DONT_EXIT = 0x8000
+_EVENT_LIST_TERMINATED = 0
+_EVENT_PHONEME = 7
+_CHARS_UTF8 = 1
+_POS_CHARACTER = 1
+_PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
+
+
+class _EventId(ctypes.Union):
+    _fields_ = [("number", ctypes.c_int), ("name", ctypes.c_char_p), ("string", ctypes.c_char * 8)]
+
+
+class _Event(ctypes.Structure):
+    """``espeak_EVENT`` from speak_lib.h (the C compiler pads ``user_data`` to 8 bytes; ctypes does too)."""
+
+    _fields_ = [
+        ("type", ctypes.c_int),
+        ("unique_identifier", ctypes.c_uint),
+        ("text_position", ctypes.c_int),
+        ("length", ctypes.c_int),
+        ("audio_position", ctypes.c_int),
+        ("sample", ctypes.c_int),
+        ("user_data", ctypes.c_void_p),
+        ("id", _EventId),
+    ]
+
+
+_CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
+
+
+@dataclass(frozen=True)
+class Phoneme:
+    """A phoneme event: start time (s, from the start of the returned audio) and espeak phoneme name
+    (stress marks included, e.g. ``"'A:"``; ``"_:"`` / ``"_"`` are pauses)."""
+
+    time: float
+    name: str
+
+
+@dataclass(frozen=True)
+class Voice:
+    """espeak voice settings. ``name`` is an espeak voice with an optional variant (``"en-us+m3"``);
+    rate in words per minute (80..450), pitch and range 0..100."""
+
+    name: str = "en-us"
+    rate: int = 165
+    pitch: int = 50
+    range: int = 50
+
+
+@dataclass
+class Synthesis:
+    audio: np.ndarray  # float32, 16 kHz, mono, in [-1, 1]
+    phonemes: list[Phoneme]
+    sample_rate: int = SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+class EspeakError(RuntimeError):
+    pass
+
+
+class Espeak:
+    """One initialized libespeak-ng. Use :func:`get_engine` rather than building several."""
+
+    def __init__(self) -> None:
+        import espeakng_loader
+
+        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
+        lib = self._lib
+        lib.espeak_Initialize.restype = ctypes.c_int
+        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+        lib.espeak_SetSynthCallback.restype = None
+        lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+        lib.espeak_SetVoiceByName.restype = ctypes.c_int
+        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+        lib.espeak_SetParameter.restype = ctypes.c_int
+        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_Synth.argtypes = [
+            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+            ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+        ]
+        lib.espeak_Synchronize.restype = ctypes.c_int
+
+        data_path = espeakng_loader.get_data_path().encode()
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}); data path {data_path.decode()}")
+        self.native_rate = int(rate)
+        self._chunks: list[np.ndarray] = []
+        self._events: list[tuple[int, str]] = []
+        self._callback = _CALLBACK(self._on_synth)  # keep a reference: the library holds a raw pointer
+        lib.espeak_SetSynthCallback(self._callback)
+        self._lock = threading.Lock()
+        self._voice: str | None = None
+
+    def _on_synth(self, wav, numsamples, events) -> int:
+        if numsamples > 0 and wav:
+            self._chunks.append(np.ctypeslib.as_array(wav, shape=(numsamples,)).copy())
+        i = 0
+        while events[i].type != _EVENT_LIST_TERMINATED:
+            ev = events[i]
+            if ev.type == _EVENT_PHONEME:
+                name = bytes(ev.id.string).split(b"\0", 1)[0].decode("utf-8", "replace")
+                self._events.append((int(ev.audio_position), name))
+            i += 1
+        return 0  # 0 = continue
+
+    def synthesize(self, text: str, voice: Voice = Voice()) -> Synthesis:
+        """Synthesize ``text`` with ``voice``; returns 16 kHz audio and the phoneme events."""
+        if not text.strip():
+            raise ValueError("nothing to synthesize: empty text")
+        lib = self._lib
+        with self._lock:
+            if voice.name != self._voice:
+                if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
+                    raise EspeakError(f"espeak has no voice {voice.name!r}")
+                self._voice = voice.name
+            for key in ("rate", "pitch", "range"):
+                lib.espeak_SetParameter(_PARAM[key], int(getattr(voice, key)), 0)
+            self._chunks, self._events = [], []
+            buf = text.encode("utf-8") + b"\0"
+            err = lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            if err != 0:
+                raise EspeakError(f"espeak_Synth failed with code {err} for {text!r}")
+            lib.espeak_Synchronize()
+            chunks, events = self._chunks, self._events
+            self._chunks, self._events = [], []
+        native = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
+        audio = resample_poly(native, 320, 441).astype(np.float32)  # 22050 -> 16000 (= 441:320)
+        if self.native_rate != 22050:  # never seen, but stay correct
+            audio = resample_poly(native, SAMPLE_RATE, self.native_rate).astype(np.float32)
+        dur = len(audio) / SAMPLE_RATE
+        phonemes = [Phoneme(min(ms / 1000.0, dur), name) for ms, name in events if name]
+        return Synthesis(audio=np.clip(audio, -1.0, 1.0), phonemes=phonemes)
+
+
+_ENGINE: Espeak | None = None
+_ENGINE_LOCK = threading.Lock()
+
+
+def get_engine() -> Espeak:
+    """The process-level espeak engine (initialized on first use)."""
+    global _ENGINE
+    with _ENGINE_LOCK:
+        if _ENGINE is None:
+            _ENGINE = Espeak()
+        return _ENGINE
+
+
+def synthesize(text: str, voice: Voice = Voice()) -> Synthesis:
+    return get_engine().synthesize(text, voice)
