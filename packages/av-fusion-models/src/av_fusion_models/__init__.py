@@ -1,1 +1,71 @@
+"""Whisper-Flamingo style audio-visual fusion for Whisper (pure PyTorch + Hugging Face Transformers)."""
+
 __version__ = "0.1.0"
+
+from .configuration import FUSION_LOCATIONS, VIDEO_ENCODERS, AVWhisperConfig
+from .features import SILENCE_LOG_MEL, log_mel, log_mel_pad_value, num_log_mel_frames, pad_log_mel_batch
+from .freezing import (
+    count_parameters,
+    freeze_video_encoder,
+    freeze_whisper,
+    router_train_only,
+    trainable_parameter_names,
+    unfreeze_all,
+    unfreeze_mlp_layers,
+)
+from .gated_xattn import GatedCrossAttentionBlock
+from .modeling_av_whisper import (
+    AVWhisperForConditionalGeneration,
+    AVWhisperOutput,
+    GatedXAttnDecoderLayer,
+    GatedXAttnEncoderLayer,
+    build_video_encoder,
+    sinusoidal_positions,
+)
+from .router import ROUTES, FusionRouter, RouterOutput, masked_mean_std
+from .video_resnet import ResNetVideoEncoder
+from .video_transforms import (
+    VIDEO_MEAN,
+    VIDEO_STD,
+    center_crop,
+    normalize_video,
+    random_crop,
+    random_horizontal_flip,
+)
+
+__all__ = [
+    "__version__",
+    "AVWhisperConfig",
+    "AVWhisperForConditionalGeneration",
+    "AVWhisperOutput",
+    "FUSION_LOCATIONS",
+    "FusionRouter",
+    "GatedCrossAttentionBlock",
+    "GatedXAttnDecoderLayer",
+    "GatedXAttnEncoderLayer",
+    "ROUTES",
+    "ResNetVideoEncoder",
+    "RouterOutput",
+    "SILENCE_LOG_MEL",
+    "VIDEO_ENCODERS",
+    "VIDEO_MEAN",
+    "VIDEO_STD",
+    "build_video_encoder",
+    "center_crop",
+    "count_parameters",
+    "freeze_video_encoder",
+    "freeze_whisper",
+    "log_mel",
+    "log_mel_pad_value",
+    "masked_mean_std",
+    "normalize_video",
+    "num_log_mel_frames",
+    "pad_log_mel_batch",
+    "random_crop",
+    "random_horizontal_flip",
+    "router_train_only",
+    "sinusoidal_positions",
+    "trainable_parameter_names",
+    "unfreeze_all",
+    "unfreeze_mlp_layers",
+]

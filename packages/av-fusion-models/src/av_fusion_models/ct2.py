@@ -590,12 +590,16 @@ def ct2_whisper_state_dict(
     sd: dict[str, torch.Tensor] = {}
 
     # ---- sizes
-    conv1 = t.model["encoder/conv1/weight"] if "encoder/conv1/weight" in model else None
-    emb = t.model["decoder/embeddings/weight"] if "decoder/embeddings/weight" in model else None
-    if conv1 is None or emb is None or conv1.ndim != 3 or emb.ndim != 2:
-        raise CT2FormatError(f"{src}: missing or malformed encoder/conv1/weight or decoder/embeddings/weight")
-    d_model, n_mels, _ = conv1.shape
-    vocab_size = emb.shape[0]
+    def peek(name: str, rank: int) -> np.ndarray:
+        if name not in model:
+            raise CT2FormatError(f"{src}: missing variable {name!r} (not a complete Whisper model?)")
+        arr = model[name]
+        if arr.ndim != rank:
+            raise CT2FormatError(f"{src}: {name!r} has rank {arr.ndim}, expected {rank}")
+        return arr
+
+    d_model, n_mels, _ = peek("encoder/conv1/weight", 3).shape
+    vocab_size = peek("decoder/embeddings/weight", 2).shape[0]
     n_enc = _count_layers(model, "encoder")
     n_dec = _count_layers(model, "decoder")
     if n_enc == 0 or n_dec == 0:
@@ -605,12 +609,10 @@ def ct2_whisper_state_dict(
     for h in (enc_heads, dec_heads):
         if h <= 0 or d_model % h:
             raise CT2FormatError(f"{src}: {h} heads do not divide d_model {d_model}")
-    enc_pos = model["encoder/position_encodings/encodings"] if "encoder/position_encodings/encodings" in model else None
-    dec_pos = model["decoder/position_encodings/encodings"] if "decoder/position_encodings/encodings" in model else None
-    if enc_pos is None or dec_pos is None:
-        raise CT2FormatError(f"{src}: positional tables missing (encoder/decoder position_encodings/encodings)")
-    enc_ffn = model["encoder/layer_0/ffn/linear_0/weight"].shape[0]
-    dec_ffn = model["decoder/layer_0/ffn/linear_0/weight"].shape[0]
+    enc_pos = peek("encoder/position_encodings/encodings", 2)
+    dec_pos = peek("decoder/position_encodings/encodings", 2)
+    enc_ffn = peek("encoder/layer_0/ffn/linear_0/weight", 2).shape[0]
+    dec_ffn = peek("decoder/layer_0/ffn/linear_0/weight", 2).shape[0]
     dims = WhisperDims(
         num_mel_bins=int(n_mels),
         d_model=int(d_model),
@@ -990,6 +992,9 @@ def convert_ct2_to_hf(
         loaded.config.save_pretrained(tmp)
         loaded.generation_config.save_pretrained(tmp)
         processor.save_pretrained(tmp)
+        # The classic per-component file, so WhisperFeatureExtractor.from_pretrained(dst)
+        # (and older transformers) find the front-end settings without processor_config.json.
+        processor.feature_extractor.save_pretrained(tmp)
         _write_provenance(tmp, loaded, dtype)
         if dst.exists():
             old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"

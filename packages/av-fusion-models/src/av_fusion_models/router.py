@@ -99,7 +99,7 @@ class FusionRouter(nn.Module):
         if self.use_level:
             if levels is None:
                 raise ValueError("this FusionRouter uses levels (routing_use_level=True); pass levels [B]")
-            parts.append(self.level_embed(levels.to(torch.long)))
+            parts.append(self.level_embed(levels.to(device=audio.device, dtype=torch.long)))
         logits = self.classifier(torch.cat(parts, dim=-1))  # [B, 3]
         probs = F.softmax(logits.float(), dim=-1).to(logits.dtype)
         return RouterOutput(

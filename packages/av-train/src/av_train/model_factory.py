@@ -73,6 +73,9 @@ def build_model(cfg: TrainingConfig):
         print(f"initialised Whisper from audio-only checkpoint {audio_ckpt}")
     original = {id(p) for p in whisper.parameters()}
     model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
+    # from_pretrained leaves Whisper in eval mode and Lightning keeps submodules' modes: train mode
+    # here (freezing below may put a frozen video encoder back into eval mode on purpose).
+    model.train()
     new_names = {n for n, p in model.named_parameters() if id(p) not in original}
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)

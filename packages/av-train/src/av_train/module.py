@@ -55,7 +55,7 @@ class AVSRModule(L.LightningModule):
 
     # --- forward ---------------------------------------------------------------------------------
     def _model_inputs(self, batch: dict) -> dict:
-        kw = {"input_features": batch["input_features"]}
+        kw = {"input_features": batch["input_features"], "input_lengths": batch["feature_lengths"]}
         if "video" in batch:
             kw["video"] = batch["video"]
             kw["video_padding_mask"] = batch["video_padding_mask"]

@@ -176,7 +176,7 @@ def cut_clips(
                 finish(ClipResult(uid, True, j.end - j.begin + 1))
     finally:
         cap.release()
-        for uid, (j, writer) in list(active.items()):
+        for _j, writer in list(active.values()):
             if writer is not None:
                 writer.abort()
     for j in jobs:

@@ -189,8 +189,13 @@ def build_index(
             raise ValueError(f"unknown microphone(s) {bad}; expected some of {corpus.MICROPHONES}")
 
     audio_root, variant = resolve_audio_root(source, variant)
-    wordlist, wordlist_path, wordlist_source = load_wordlist(source)
     problems: list[Problem] = []
+    try:
+        wordlist, wordlist_path, wordlist_source = load_wordlist(source)
+    except Exception as e:  # noqa: BLE001 - a broken .xls is reported, the built-in list is used
+        wordlist, wordlist_path, wordlist_source = dict(corpus.builtin_wordlist()), None, "builtin (xls unreadable)"
+        problems.append(Problem("bad_wordlist", str(source / "doc" / "speaker_wordlist.xls"),
+                                f"cannot read the word list ({type(e).__name__}: {e}); used the built-in list"))
     seen: dict[str, Path] = {}
     durations: dict[Path, float] = {}
     utts: dict[str, Utterance] = {}

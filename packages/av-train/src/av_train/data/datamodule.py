@@ -25,7 +25,7 @@ class UASpeechDataModule(L.LightningDataModule):
         self.cfg = cfg
         self.targets = targets
         self.n_mels = n_mels
-        self.collate = Collator(targets.pad_id)
+        self.collate = Collator(targets.pad_id, pad_audio_to=None if cfg.cut_encoder_positions else 3000)
         self.train_set: UASpeechAVDataset | None = None
         self.val_set: UASpeechAVDataset | None = None
 

@@ -129,11 +129,13 @@ class UASpeechAVDataset(Dataset):
 class Collator:
     """Pads a list of examples to the longest audio / video / text in the batch."""
 
-    def __init__(self, pad_id: int):
+    def __init__(self, pad_id: int, pad_audio_to: int | None = None):
         self.pad_id = pad_id
+        # 3000 mel frames (30 s) when Whisper's full positional table is kept.
+        self.pad_audio_to = pad_audio_to
 
     def __call__(self, items: list[dict]) -> dict:
-        feats, feat_lengths = pad_log_mel_batch([it["input_features"] for it in items])
+        feats, feat_lengths = pad_log_mel_batch([it["input_features"] for it in items], pad_to=self.pad_audio_to)
         max_len = max(len(it["labels"]) for it in items)
         dec = torch.full((len(items), max_len), self.pad_id, dtype=torch.long)
         labels = torch.full((len(items), max_len), -100, dtype=torch.long)

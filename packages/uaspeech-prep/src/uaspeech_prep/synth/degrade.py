@@ -6,17 +6,18 @@ speakers (no level) get ``control``: no degradation at all.
 
 Processing chain, in order (every step keeps phoneme timing known):
 
-1. **Slow rate**: espeak's own rate (words per minute) is multiplied by ``rate_factor`` and by a
-   per-word log-normal jitter of std ``rate_jitter``; phoneme events stay exact because espeak
-   itself produces the slower speech.
-2. **Irregular rate and pitch instability**: the audio is read through one smooth, monotone
-   time map ``t_in(t_out)``. Its slope wanders around 1 (low-pass random, ~3 Hz, log-std
-   ``tempo_wobble``), which makes the local tempo irregular while the word keeps its total length;
-   on top of it a vibrato-like delay modulation (5.5 Hz + 2 Hz random, ``tremor_st`` semitones) makes
+1. **Slow rate**: espeak's own rate (words per minute, base 165-176 per speaker) is multiplied by
+   ``rate_factor`` and by a per-word log-normal jitter of std ``rate_jitter``; phoneme events stay
+   exact because espeak itself produces the slower speech. espeak cannot go below 80 wpm, so the
+   worst levels are further slowed by ``stretch`` in step 3 (tape-like: it also lowers the pitch by
+   12*log2(stretch) semitones, a strained low voice).
+2. **Articulatory blur**: 4th-order Butterworth low-pass at ``lowpass_hz`` (imprecise consonants,
+   muffled fricatives); done first, so step 3 cannot alias.
+3. **Irregular rate and pitch instability**: the audio is read through one smooth, monotone
+   time map ``t_in(t_out)``. Its mean slope is 1/``stretch`` and it wanders (low-pass random,
+   ~3 Hz, log-std ``tempo_wobble``), which makes the local tempo irregular; on top of it a vibrato-like delay modulation (5.5 Hz + 2 Hz random, ``tremor_st`` semitones) makes
    the pitch unstable. Phoneme times are carried through the inverse of the same map, so they stay
    exact.
-3. **Articulatory blur**: 4th-order Butterworth low-pass at ``lowpass_hz`` (imprecise consonants,
-   muffled fricatives).
 4. **Spectral smearing**: the STFT magnitude (32 ms window, 8 ms hop) is smoothed with a Gaussian of
    ``smear_hz`` along frequency and ``smear_ms`` along time, keeping the phase (Baer & Moore style
    smearing of formants). Does not move time.
@@ -25,13 +26,13 @@ Processing chain, in order (every step keeps phoneme timing known):
 6. **Breath noise**: band-passed (300-4000 Hz) noise that follows the speech envelope plus a floor,
    at ``breath_snr_db`` relative to the speech's RMS.
 
-| level    | rate_factor | rate_jitter | tempo_wobble | tremor_st | lowpass_hz | smear_hz | smear_ms | drop_rate /s | drop_ms  | breath_snr_db |
-|----------|-------------|-------------|--------------|-----------|------------|----------|----------|--------------|----------|---------------|
-| control  | 1.00        | 0.00        | 0.00         | 0.0       | none       | 0        | 0        | 0.0          | -        | none          |
-| high     | 0.90        | 0.04        | 0.05         | 0.3       | 7000       | 0        | 0        | 0.0          | -        | 30            |
-| mid      | 0.72        | 0.08        | 0.15         | 1.0       | 3800       | 120      | 8        | 0.6          | 30-60    | 18            |
-| low      | 0.58        | 0.12        | 0.25         | 1.8       | 2600       | 260      | 16       | 1.5          | 40-90    | 10            |
-| very_low | 0.47        | 0.18        | 0.35         | 3.0       | 1500       | 450      | 32       | 3.0          | 60-140   | 3             |
+| level    | rate_factor | stretch | rate_jitter | tempo_wobble | tremor_st | lowpass_hz | smear_hz | smear_ms | drop_rate /s | drop_ms | breath_snr_db |
+|----------|-------------|---------|-------------|--------------|-----------|------------|----------|----------|--------------|---------|---------------|
+| control  | 1.00        | 1.00    | 0.00        | 0.00         | 0.0       | none       | 0        | 0        | 0.0          | -       | none          |
+| high     | 0.90        | 1.00    | 0.04        | 0.05         | 0.3       | 7000       | 0        | 0        | 0.0          | -       | 30            |
+| mid      | 0.72        | 1.00    | 0.08        | 0.15         | 1.0       | 3800       | 120      | 8        | 0.6          | 30-60   | 18            |
+| low      | 0.58        | 1.10    | 0.12        | 0.25         | 1.8       | 2600       | 260      | 16       | 1.5          | 40-90   | 10            |
+| very_low | 0.47        | 1.35    | 0.18        | 0.35         | 3.0       | 1500       | 450      | 32       | 3.0          | 60-140  | 3             |
 
 Microphones (applied after the degradation, see :data:`MICS`): each channel has its own gain,
 band-pass (Butterworth 2nd order high-pass / low-pass) and a white noise floor (dBFS).
@@ -51,6 +52,7 @@ from uaspeech_prep.synth.tts import SAMPLE_RATE
 @dataclass(frozen=True)
 class LevelParams:
     rate_factor: float
+    stretch: float
     rate_jitter: float
     tempo_wobble: float
     tremor_st: float
@@ -63,11 +65,11 @@ class LevelParams:
 
 
 LEVEL_PARAMS: dict[str, LevelParams] = {
-    "control": LevelParams(1.00, 0.00, 0.00, 0.0, None, 0.0, 0.0, 0.0, (0.0, 0.0), None),
-    "high": LevelParams(0.90, 0.04, 0.05, 0.3, 7000.0, 0.0, 0.0, 0.0, (0.0, 0.0), 30.0),
-    "mid": LevelParams(0.72, 0.08, 0.15, 1.0, 3800.0, 120.0, 8.0, 0.6, (30.0, 60.0), 18.0),
-    "low": LevelParams(0.58, 0.12, 0.25, 1.8, 2600.0, 260.0, 16.0, 1.5, (40.0, 90.0), 10.0),
-    "very_low": LevelParams(0.47, 0.18, 0.35, 3.0, 1500.0, 450.0, 32.0, 3.0, (60.0, 140.0), 3.0),
+    "control": LevelParams(1.00, 1.00, 0.00, 0.00, 0.0, None, 0.0, 0.0, 0.0, (0.0, 0.0), None),
+    "high": LevelParams(0.90, 1.00, 0.04, 0.05, 0.3, 7000.0, 0.0, 0.0, 0.0, (0.0, 0.0), 30.0),
+    "mid": LevelParams(0.72, 1.00, 0.08, 0.15, 1.0, 3800.0, 120.0, 8.0, 0.6, (30.0, 60.0), 18.0),
+    "low": LevelParams(0.58, 1.10, 0.12, 0.25, 1.8, 2600.0, 260.0, 16.0, 1.5, (40.0, 90.0), 10.0),
+    "very_low": LevelParams(0.47, 1.35, 0.18, 0.35, 3.0, 1500.0, 450.0, 32.0, 3.0, (60.0, 140.0), 3.0),
 }
 """Degradation parameters per level ('control' for speakers without a level). See the module table."""
 
@@ -125,17 +127,18 @@ def _smooth_noise(rng: np.random.Generator, n: int, sr: int, cutoff_hz: float) -
 
 
 def irregular_time_map(
-    n_in: int, wobble: float, tremor_st: float, rng: np.random.Generator, sr: int = SAMPLE_RATE
+    n_in: int, stretch: float, wobble: float, tremor_st: float, rng: np.random.Generator, sr: int = SAMPLE_RATE
 ) -> TimeMap:
-    """Time map with irregular tempo (log-slope std ``wobble``) and pitch tremor (``tremor_st`` semitones),
-    keeping the total duration (n_out == n_in)."""
-    n = n_in
+    """Time map over ``round(n_in * stretch)`` output samples: mean slope 1/stretch, irregular tempo
+    (log-slope std ``wobble``) and pitch tremor (``tremor_st`` semitones). Starts at 0, ends at the input's end."""
+    n = max(2, int(round(n_in * stretch)))
     t_out = np.arange(n) / sr
-    if wobble <= 0 and tremor_st <= 0:
+    end_in = (n_in - 1) / sr
+    if wobble <= 0 and tremor_st <= 0 and stretch == 1.0:
         return TimeMap(t_out, t_out.copy())
     slope = np.exp(wobble * _smooth_noise(rng, n, sr, 3.0)) if wobble > 0 else np.ones(n)
-    t_in = np.concatenate([[0.0], np.cumsum(slope[:-1])]) / sr
-    t_in *= (n - 1) / sr / max(t_in[-1], 1e-9)  # same total length
+    t_in = np.concatenate([[0.0], np.cumsum(slope[:-1])])
+    t_in *= end_in / max(t_in[-1], 1e-12)
     if tremor_st > 0:
         # delay d(t) with max slope ln2/12 * st gives +/- st semitones of pitch deviation
         f0 = 5.5 + 0.5 * rng.standard_normal()
@@ -145,11 +148,12 @@ def irregular_time_map(
         # fade the delay in/out so the map still starts at 0 and ends at the end
         ramp = np.minimum(1.0, np.minimum(t_out, t_out[-1] - t_out) / 0.05)
         t_in = t_in - d * ramp
-    t_in = np.maximum.accumulate(np.clip(t_in, 0.0, (n - 1) / sr))
+    t_in = np.maximum.accumulate(np.clip(t_in, 0.0, end_in))
     return TimeMap(t_out, t_in)
 
 
 def apply_time_map(x: np.ndarray, tmap: TimeMap, sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Read ``x`` through the map (linear interpolation); output has len(tmap.t_out) samples."""
     return np.interp(tmap.t_in * sr, np.arange(len(x)), x).astype(np.float32)
 
 
@@ -188,8 +192,18 @@ def spectral_smear(x: np.ndarray, smear_hz: float, smear_ms: float, sr: int = SA
     return y.astype(np.float32)
 
 
+def _moving_average(x: np.ndarray, width: int) -> np.ndarray:
+    if width <= 1:
+        return x
+    c = np.cumsum(np.pad(x, (width // 2 + 1, width - width // 2), mode="edge"), dtype=np.float64)
+    return ((c[width:] - c[:-width]) / width)[: len(x)]
+
+
 def envelope(x: np.ndarray, sr: int = SAMPLE_RATE, smooth_ms: float = 20.0) -> np.ndarray:
-    return gaussian_filter1d(np.abs(x).astype(np.float64), sigma=smooth_ms / 1000 * sr).astype(np.float32)
+    """Amplitude envelope: |x| smoothed by two passes of a moving average (triangular, ~``smooth_ms`` wide)."""
+    w = max(1, int(smooth_ms / 1000 * sr))
+    a = np.abs(np.asarray(x, dtype=np.float64))
+    return _moving_average(_moving_average(a, w), w).astype(np.float32)
 
 
 def speech_mask(x: np.ndarray, sr: int = SAMPLE_RATE, rel_db: float = -30.0) -> np.ndarray:
@@ -252,14 +266,14 @@ class Degraded:
 
 
 def degrade(x: np.ndarray, level: str | None, rng: np.random.Generator, sr: int = SAMPLE_RATE) -> Degraded:
-    """Apply steps 2-6 of the module's chain for ``level`` (step 1, the rate, is espeak's). Output has the
-    input's length; map phoneme times with ``result.time_map.to_output``."""
+    """Apply steps 2-6 of the module's chain for ``level`` (step 1, the rate, is espeak's). The output is
+    ``stretch`` times longer than the input; map phoneme times with ``result.time_map.to_output``."""
     p = params_for(level)
     x = np.asarray(x, dtype=np.float32)
-    tmap = irregular_time_map(len(x), p.tempo_wobble, p.tremor_st, rng, sr)
-    y = apply_time_map(x, tmap, sr) if (p.tempo_wobble > 0 or p.tremor_st > 0) else x.copy()
     if p.lowpass_hz is not None:
-        y = lowpass(y, p.lowpass_hz, sr)
+        x = lowpass(x, p.lowpass_hz, sr)
+    tmap = irregular_time_map(len(x), p.stretch, p.tempo_wobble, p.tremor_st, rng, sr)
+    y = apply_time_map(x, tmap, sr)
     y = spectral_smear(y, p.smear_hz, p.smear_ms, sr)
     y, dropped = drop_segments(y, p.drop_rate, p.drop_ms, rng, sr)
     if p.breath_snr_db is not None:

@@ -154,7 +154,7 @@ def _look_matrix(look: Look) -> np.ndarray:
 
 
 _SS = 4  # supersampling factor
-_PATCH = (50, 60, 150, 150)  # x0, y0, x1, y1 of the redrawn region (crop coordinates)
+_PATCH = (62, 92, 136, 142)  # x0, y0, x1, y1 of the redrawn region (crop coordinates): holds any lip shape
 
 
 def _poly(xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -227,9 +227,9 @@ class Face:
             img = cv2.warpAffine(img, _look_matrix(look), FRAME_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         if look.blur > 0:
             img = cv2.GaussianBlur(img, (0, 0), look.blur)
-        if look.brightness != 1.0 or (look.noise > 0 and rng is not None):
-            f = img.astype(np.float32) * look.brightness
-            if look.noise > 0 and rng is not None:
-                f += rng.standard_normal(f.shape[:2], dtype=np.float32)[..., None] * look.noise
-            img = np.clip(f, 0, 255).round().astype(np.uint8)
+        if look.brightness != 1.0:
+            img = cv2.convertScaleAbs(img, alpha=look.brightness)
+        if look.noise > 0 and rng is not None:
+            n = np.rint(rng.standard_normal(img.shape[:2], dtype=np.float32) * look.noise).astype(np.int16)
+            img = np.clip(img.astype(np.int16) + n[..., None], 0, 255).astype(np.uint8)
         return img

@@ -3,7 +3,9 @@
 The library is driven in synchronous mode with phoneme events enabled, so every synthesized word
 comes with the exact time of each phoneme (used to animate the mouth of the synthetic video).
 espeak-ng keeps global state and is not thread-safe: one process-level :class:`Espeak` object
-(:func:`get_engine`) is initialized once and every call goes through its lock.
+(:func:`get_engine`) owns the library and every call goes through its lock. Because that global state
+also leaks from one utterance into the next, the object reloads a private copy of the library for each
+utterance (see :class:`Espeak`), so a word's audio depends only on its text and voice settings.
 
 Output: 16 kHz float32 mono (resampled from espeak's 22050 Hz with ``scipy.signal.resample_poly``)
 plus a list of :class:`Phoneme` events ``(time_s, name)`` in the same time base.
@@ -11,7 +13,11 @@ plus a list of :class:`Phoneme` events ``(time_s, name)`` in the same time base.
 
 from __future__ import annotations
 
+import atexit
 import ctypes
+import os
+import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 
@@ -89,42 +95,88 @@ class EspeakError(RuntimeError):
     pass
 
 
+def _bind(lib: ctypes.CDLL) -> None:
+    lib.espeak_Initialize.restype = ctypes.c_int
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_SetSynthCallback.restype = None
+    lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
+    lib.espeak_SetVoiceByName.restype = ctypes.c_int
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_SetParameter.restype = ctypes.c_int
+    lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    lib.espeak_Synth.restype = ctypes.c_int
+    lib.espeak_Synth.argtypes = [
+        ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
+        ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
+    ]
+    lib.espeak_Synchronize.restype = ctypes.c_int
+    lib.espeak_Terminate.restype = ctypes.c_int
+
+
 class Espeak:
-    """One initialized libespeak-ng. Use :func:`get_engine` rather than building several."""
+    """The process's libespeak-ng. Use :func:`get_engine` rather than building several.
+
+    Determinism: espeak-ng keeps internal state from one utterance to the next (the pitch flutter
+    phase, the echo buffer), so the same text synthesized twice in a row differs by a few samples
+    and in its waveform. To make every word depend only on its own settings, this object owns a
+    private copy of the shared library and loads it fresh for each utterance (dlopen, initialize,
+    synthesize, terminate, dlclose: ~4 ms). If the copy cannot be made, it falls back to one
+    persistent instance (output then depends on synthesis order) and says so in ``deterministic``.
+    """
 
     def __init__(self) -> None:
         import espeakng_loader
 
-        self._lib = ctypes.CDLL(espeakng_loader.get_library_path())
-        lib = self._lib
-        lib.espeak_Initialize.restype = ctypes.c_int
-        lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-        lib.espeak_SetSynthCallback.restype = None
-        lib.espeak_SetSynthCallback.argtypes = [_CALLBACK]
-        lib.espeak_SetVoiceByName.restype = ctypes.c_int
-        lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-        lib.espeak_SetParameter.restype = ctypes.c_int
-        lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-        lib.espeak_Synth.restype = ctypes.c_int
-        lib.espeak_Synth.argtypes = [
-            ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
-            ctypes.POINTER(ctypes.c_uint), ctypes.c_void_p,
-        ]
-        lib.espeak_Synchronize.restype = ctypes.c_int
-
-        data_path = espeakng_loader.get_data_path().encode()
-        rate = lib.espeak_Initialize(
-            _AUDIO_OUTPUT_SYNCHRONOUS, 0, data_path, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
-        )
-        if rate <= 0:
-            raise EspeakError(f"espeak_Initialize failed (returned {rate}); data path {data_path.decode()}")
-        self.native_rate = int(rate)
+        self._data_path = espeakng_loader.get_data_path().encode()
+        src = espeakng_loader.get_library_path()
+        self._lock = threading.Lock()
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[int, str]] = []
         self._callback = _CALLBACK(self._on_synth)  # keep a reference: the library holds a raw pointer
+        self._persistent: ctypes.CDLL | None = None
+        self._private: str | None = None
+        try:
+            tmpdir = tempfile.mkdtemp(prefix="uaspeech-espeak-")
+            atexit.register(shutil.rmtree, tmpdir, True)
+            private = os.path.join(tmpdir, "libespeak-ng-private" + os.path.splitext(src)[1])
+            shutil.copy2(src, private)
+            self._dlclose = ctypes.CDLL(None).dlclose
+            self._dlclose.argtypes = [ctypes.c_void_p]
+            self._private = private
+        except (OSError, AttributeError):
+            self._private = None
+        self.deterministic = self._private is not None
+        lib = self._load()
+        try:
+            self.native_rate = self._rate
+        finally:
+            self._unload(lib)
+
+    def _load(self) -> ctypes.CDLL:
+        if self._persistent is not None:
+            return self._persistent
+        import espeakng_loader
+
+        lib = ctypes.CDLL(self._private or espeakng_loader.get_library_path(), mode=getattr(os, "RTLD_LOCAL", 0))
+        _bind(lib)
+        rate = lib.espeak_Initialize(
+            _AUDIO_OUTPUT_SYNCHRONOUS, 0, self._data_path, _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_DONT_EXIT
+        )
+        if rate <= 0:
+            raise EspeakError(f"espeak_Initialize failed (returned {rate}); data path {self._data_path.decode()}")
+        self._rate = int(rate)
         lib.espeak_SetSynthCallback(self._callback)
-        self._lock = threading.Lock()
-        self._voice: str | None = None
+        if self._private is None:
+            self._persistent = lib
+        return lib
+
+    def _unload(self, lib: ctypes.CDLL) -> None:
+        if lib is self._persistent:
+            return
+        lib.espeak_Terminate()
+        handle = lib._handle
+        del lib
+        self._dlclose(ctypes.c_void_p(handle))
 
     def _on_synth(self, wav, numsamples, events) -> int:
         if numsamples > 0 and wav:
@@ -142,26 +194,29 @@ class Espeak:
         """Synthesize ``text`` with ``voice``; returns 16 kHz audio and the phoneme events."""
         if not text.strip():
             raise ValueError("nothing to synthesize: empty text")
-        lib = self._lib
         with self._lock:
-            if voice.name != self._voice:
+            lib = self._load()
+            try:
                 if lib.espeak_SetVoiceByName(voice.name.encode()) != 0:
                     raise EspeakError(f"espeak has no voice {voice.name!r}")
-                self._voice = voice.name
-            for key in ("rate", "pitch", "range"):
-                lib.espeak_SetParameter(_PARAM[key], int(getattr(voice, key)), 0)
-            self._chunks, self._events = [], []
-            buf = text.encode("utf-8") + b"\0"
-            err = lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
-            if err != 0:
-                raise EspeakError(f"espeak_Synth failed with code {err} for {text!r}")
-            lib.espeak_Synchronize()
-            chunks, events = self._chunks, self._events
-            self._chunks, self._events = [], []
+                for key in ("rate", "pitch", "range"):
+                    lib.espeak_SetParameter(_PARAM[key], int(getattr(voice, key)), 0)
+                self._chunks, self._events = [], []
+                buf = text.encode("utf-8") + b"\0"
+                err = lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+                if err != 0:
+                    raise EspeakError(f"espeak_Synth failed with code {err} for {text!r}")
+                lib.espeak_Synchronize()
+            finally:
+                chunks, events = self._chunks, self._events
+                self._chunks, self._events = [], []
+                self._unload(lib)
         native = np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
-        audio = resample_poly(native, 320, 441).astype(np.float32)  # 22050 -> 16000 (= 441:320)
-        if self.native_rate != 22050:  # never seen, but stay correct
-            audio = resample_poly(native, SAMPLE_RATE, self.native_rate).astype(np.float32)
+        if self.native_rate == 22050:
+            audio = resample_poly(native, 320, 441)  # 22050 -> 16000 (= 441:320)
+        else:  # never seen, but stay correct
+            audio = resample_poly(native, SAMPLE_RATE, self.native_rate)
+        audio = audio.astype(np.float32)
         dur = len(audio) / SAMPLE_RATE
         phonemes = [Phoneme(min(ms / 1000.0, dur), name) for ms, name in events if name]
         return Synthesis(audio=np.clip(audio, -1.0, 1.0), phonemes=phonemes)

@@ -8,7 +8,7 @@ opening, 0..1) and ``tuck`` (lower lip raised under the upper teeth, the f/v lab
 Each espeak phoneme name (stress marks ``'`` and ``,`` removed) maps to a viseme class with a
 target shape; diphthongs get two targets (start and glide). Targets are placed inside each phoneme's
 interval, and the trajectory between them is a smooth (cosine) interpolation, lightly low-passed
-(coarticulation); silences (``_``, ``_:``, and time outside the word) are the closed rest shape.
+(coarticulation); the mouth leaves the rest shape 80 ms before the first phoneme; silences (``_``, ``_:``, and time outside the word) are the closed rest shape.
 """
 
 from __future__ import annotations
@@ -80,6 +80,7 @@ _VOWEL_PREFIX = [  # longest first
 ]
 SILENCES = {"_", "_:", "_!", "_|", "||", "|", ""}
 IGNORED = {";"}
+ANTICIPATION_S = 0.08  # the mouth leaves the rest shape this long before the first phoneme
 """Marks espeak emits as phoneme events that have no articulation of their own (no keyframe)."""
 
 
@@ -109,6 +110,8 @@ def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float) -> list[tu
     ``end_time`` the end of the audio. Rest shape at time 0 and at the end."""
     keys: list[tuple[float, MouthShape]] = [(0.0, VISEMES["rest"])]
     times = [t for t, _ in phonemes] + [end_time]
+    if phonemes:  # hold the rest shape until just before the first phoneme (anticipation)
+        keys.append((max(0.0, phonemes[0][0] - ANTICIPATION_S), VISEMES["rest"]))
     for i, (t, name) in enumerate(phonemes):
         if _strip(name) in IGNORED:
             continue

@@ -1,0 +1,670 @@
+"""Audio-visual Whisper (Whisper-Flamingo): Whisper + video front-end + gated cross-attention.
+
+Layout of `AVWhisperForConditionalGeneration` (parameter name prefixes):
+
+    whisper                                  the HF WhisperForConditionalGeneration, weights shared
+      model.encoder.layers.{i}.layer         original WhisperEncoderLayer   } when fusion in the encoder
+      model.encoder.layers.{i}.xattn         GatedCrossAttentionBlock       }
+      model.decoder.layers.{i}.layer         original WhisperDecoderLayer   } when fusion in the decoder
+      model.decoder.layers.{i}.xattn         GatedCrossAttentionBlock       }
+    video_encoder                            ResNetVideoEncoder (absent for "precomputed" / "none")
+    video_proj                               Linear(video_dim -> d_model)
+    router                                   FusionRouter (soft_fusion_routing only)
+
+Data flow (B batch, T_a mel frames, T_v video frames, L tokens, D = d_model):
+
+    video [B, T_v, 88, 88] -> video_encoder -> [B, T_v, video_dim] -> video_proj -> [B, T_v, D]
+        (-> router: route_probs [B, 3], encoder_scale [B], decoder_scale [B])
+        -> + sinusoidal positions (frame t at encoder position t * 50 / fps) -> video states [B, T_v, D]
+    input_features [B, n_mels, T_a] -> conv1, conv2 -> + positions[:T_a / 2]
+        -> per layer: [GatedXAttn(audio -> video)] -> WhisperEncoderLayer -> LN -> [B, T_a / 2, D]
+    decoder_input_ids [B, L] -> embeddings
+        -> per layer: [GatedXAttn(text -> video)] -> WhisperDecoderLayer (self-attn, audio cross-attn, FFN)
+        -> LN -> proj_out -> logits [B, L, vocab]
+
+The video states reach the wrapped layers as keyword arguments (`av_video_states`,
+`av_video_padding_mask`, `av_fusion_scale`) that Whisper's encoder/decoder forward pass through
+to their layers unchanged; the wrappers pop them before calling the original layer. Generation
+is a small greedy / beam-search loop of our own around HF's `WhisperDecoder` and its
+`EncoderDecoderCache` (see `generate`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers.models.whisper.modeling_whisper import shift_tokens_right
+from transformers.utils import ModelOutput
+
+from .configuration import AVWhisperConfig
+from .gated_xattn import GatedCrossAttentionBlock
+from .router import FusionRouter, RouterOutput
+from .video_resnet import ResNetVideoEncoder
+
+CONFIG_NAME = "config.json"
+WHISPER_CONFIG_NAME = "whisper_config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+# Whisper's encoder runs at 50 frames / s (100 mel frames / s, conv2 stride 2).
+ENCODER_FRAME_RATE = 50.0
+
+# keyword arguments carried through HF's encoder / decoder forward to the fused layers
+_KW_VIDEO = "av_video_states"
+_KW_MASK = "av_video_padding_mask"
+_KW_SCALE = "av_fusion_scale"
+
+
+def sinusoidal_positions(positions: torch.Tensor, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's sinusoid table (sin | cos halves) at real-valued positions. positions [T] -> [T, channels]"""
+    if channels % 2 != 0:
+        raise ValueError(f"channels must be even, got {channels}")
+    half = channels // 2
+    log_increment = math.log(max_timescale) / (half - 1)
+    inv_timescales = torch.exp(-log_increment * torch.arange(half, device=positions.device, dtype=torch.float32))
+    scaled = positions.to(torch.float32)[:, None] * inv_timescales[None, :]
+    return torch.cat([scaled.sin(), scaled.cos()], dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Fused layers: gated cross-attention to video, then the original Whisper layer
+# --------------------------------------------------------------------------------------------
+class _GatedXAttnLayer(nn.Module):
+    def __init__(self, layer: nn.Module, xattn: GatedCrossAttentionBlock):
+        super().__init__()
+        self.layer = layer
+        self.xattn = xattn
+
+    def _fuse(self, hidden_states: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        video_states = kwargs.pop(_KW_VIDEO, None)
+        video_padding_mask = kwargs.pop(_KW_MASK, None)
+        scale = kwargs.pop(_KW_SCALE, None)
+        if video_states is None:
+            return hidden_states
+        return self.xattn(hidden_states, video_states, video_padding_mask, scale)
+
+
+class GatedXAttnEncoderLayer(_GatedXAttnLayer):
+    """WhisperEncoderLayer preceded by a gated cross-attention from audio frames to video."""
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
+        """hidden_states [B, T_enc, D]; video kwargs: states [B, T_v, D], mask [B, T_v], scale [B] -> [B, T_enc, D]"""
+        hidden_states = self._fuse(hidden_states, kwargs)
+        return self.layer(hidden_states, attention_mask, *args, **kwargs)
+
+
+class GatedXAttnDecoderLayer(_GatedXAttnLayer):
+    """WhisperDecoderLayer preceded (before its self-attention) by a gated cross-attention from text to video."""
+
+    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
+        """hidden_states [B, L, D]; video kwargs: states [B, T_v, D], mask [B, T_v], scale [B] -> [B, L, D]"""
+        hidden_states = self._fuse(hidden_states, kwargs)
+        return self.layer(hidden_states, attention_mask, *args, **kwargs)
+
+
+def build_video_encoder(config: AVWhisperConfig) -> nn.Module | None:
+    """The video front-end named by `config.video_encoder` (None: features come precomputed)."""
+    if not config.uses_video or config.video_encoder == "precomputed":
+        return None
+    if config.video_encoder == "resnet":
+        return ResNetVideoEncoder(width=config.resnet_width, relu_type=config.resnet_relu_type)
+    raise NotImplementedError(f"video encoder {config.video_encoder!r}")
+
+
+@dataclass
+class AVWhisperOutput(ModelOutput):
+    """
+    loss: mean token cross-entropy over labels != -100 (when labels are given)
+    logits: [B, L, vocab]
+    route_probs: [B, 3] P(encoder only), P(decoder only), P(both) (soft routing with video only)
+    route_logits: [B, 3]
+    encoder_scale, decoder_scale: [B] per-sample fusion scales (soft routing only)
+    encoder_last_hidden_state: [B, T_a / 2, D]
+    cache: the decoder's EncoderDecoderCache (use_cache=True only)
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    route_probs: torch.Tensor | None = None
+    route_logits: torch.Tensor | None = None
+    encoder_scale: torch.Tensor | None = None
+    decoder_scale: torch.Tensor | None = None
+    encoder_last_hidden_state: torch.Tensor | None = None
+    cache: object | None = None
+
+
+@dataclass
+class _Fusion:
+    """Per-batch fusion inputs computed once (and reused at every decoding step)."""
+
+    input_features: torch.Tensor  # [B, n_mels, T_a] after audio dropout
+    video_states: torch.Tensor | None = None  # [B, T_v, D]
+    video_padding_mask: torch.Tensor | None = None  # [B, T_v] bool
+    route: RouterOutput | None = None
+
+    def kwargs(self, side: str, repeat: int = 1) -> dict:
+        if self.video_states is None:
+            return {}
+        scale = None
+        if self.route is not None:
+            scale = self.route.encoder_scale if side == "encoder" else self.route.decoder_scale
+        out = {_KW_VIDEO: self.video_states, _KW_MASK: self.video_padding_mask, _KW_SCALE: scale}
+        if repeat > 1:
+            out = {k: (None if v is None else v.repeat_interleave(repeat, dim=0)) for k, v in out.items()}
+        return out
+
+
+class AVWhisperForConditionalGeneration(nn.Module):
+    """Whisper with Whisper-Flamingo gated cross-attention to lip video (see the module docstring).
+
+    Build it with `from_whisper` (wraps an existing Whisper in place: its weights are shared, not
+    copied) or `from_pretrained` (a directory written by `save_pretrained`).
+    """
+
+    def __init__(self, config: AVWhisperConfig, whisper: WhisperForConditionalGeneration):
+        super().__init__()
+        self.config = config
+        self.whisper = whisper
+        wcfg = whisper.config
+        d_model = wcfg.d_model
+        self.video_encoder_frozen = False
+
+        self.video_encoder = build_video_encoder(config)
+        self.video_proj = nn.Linear(config.resolved_video_dim, d_model) if config.uses_video else None
+        self.router = None
+        if config.soft_fusion_routing:
+            self.router = FusionRouter(
+                n_mels=wcfg.num_mel_bins,
+                video_dim=d_model,
+                hidden_dim=config.routing_hidden_dim,
+                dropout=config.routing_dropout,
+                use_level=config.routing_use_level,
+                num_levels=config.num_levels,
+                level_embed_dim=config.level_embed_dim,
+            )
+        self._wrap_layers()
+
+        param = next(whisper.parameters())
+        for module in (self.video_encoder, self.video_proj, self.router):
+            if module is not None:
+                module.to(device=param.device, dtype=param.dtype)
+
+    # ---------------------------------------------------------------------------- building
+    def _new_block(self, heads: int) -> GatedCrossAttentionBlock:
+        cfg = self.config
+        param = next(self.whisper.parameters())
+        block = GatedCrossAttentionBlock(
+            self.whisper.config.d_model,
+            cfg.xattn_heads or heads,
+            ffn_mult=cfg.xattn_ffn_mult,
+            dropout=cfg.xattn_dropout,
+        )
+        return block.to(device=param.device, dtype=param.dtype)
+
+    def _wrap_layers(self) -> None:
+        wcfg = self.whisper.config
+        encoder, decoder = self.whisper.model.encoder, self.whisper.model.decoder
+        for layers in (encoder.layers, decoder.layers):
+            if any(isinstance(layer, _GatedXAttnLayer) for layer in layers):
+                raise ValueError("this Whisper is already wrapped by an AVWhisperForConditionalGeneration")
+        if self.config.fuse_encoder:
+            for i, layer in enumerate(encoder.layers):
+                encoder.layers[i] = GatedXAttnEncoderLayer(layer, self._new_block(wcfg.encoder_attention_heads))
+        if self.config.fuse_decoder:
+            for i, layer in enumerate(decoder.layers):
+                decoder.layers[i] = GatedXAttnDecoderLayer(layer, self._new_block(wcfg.decoder_attention_heads))
+
+    @classmethod
+    def from_whisper(
+        cls, whisper: WhisperForConditionalGeneration | str | os.PathLike, config: AVWhisperConfig | None = None, **kwargs
+    ) -> AVWhisperForConditionalGeneration:
+        """Wrap a Whisper model (instance, local path or hub name; `kwargs` go to
+        `WhisperForConditionalGeneration.from_pretrained`, e.g. `local_files_only=True`).
+
+        An instance is modified in place (its layers are wrapped) and its weights are shared.
+        """
+        if not isinstance(whisper, WhisperForConditionalGeneration):
+            whisper = WhisperForConditionalGeneration.from_pretrained(whisper, **kwargs)
+        elif kwargs:
+            raise TypeError(f"unexpected arguments for a model instance: {sorted(kwargs)}")
+        return cls(config or AVWhisperConfig(), whisper)
+
+    # --------------------------------------------------------------------------- utilities
+    @property
+    def device(self) -> torch.device:
+        return next(self.whisper.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.whisper.parameters()).dtype
+
+    @property
+    def gated_xattn_blocks(self) -> list[GatedCrossAttentionBlock]:
+        return [m for m in self.modules() if isinstance(m, GatedCrossAttentionBlock)]
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if mode and self.video_encoder_frozen and self.video_encoder is not None:
+            self.video_encoder.eval()  # frozen front-end: keep BatchNorm statistics fixed
+        return self
+
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Checkpoint Whisper's layers and the gated cross-attention blocks (activation checkpointing)."""
+        if hasattr(self.whisper, "activation_checkpointing_enable"):
+            self.whisper.activation_checkpointing_enable(activation_checkpointing_kwargs=gradient_checkpointing_kwargs)
+        else:  # transformers < 5.x naming
+            self.whisper.gradient_checkpointing_enable(gradient_checkpointing_kwargs=gradient_checkpointing_kwargs)
+
+    def gradient_checkpointing_disable(self) -> None:
+        if hasattr(self.whisper, "activation_checkpointing_disable"):
+            self.whisper.activation_checkpointing_disable()
+        else:
+            self.whisper.gradient_checkpointing_disable()
+
+    activation_checkpointing_enable = gradient_checkpointing_enable
+    activation_checkpointing_disable = gradient_checkpointing_disable
+
+    def whisper_state_dict(self) -> dict[str, torch.Tensor]:
+        """Whisper's own weights under their original (unwrapped) names, fusion blocks left out:
+        loadable into a plain `WhisperForConditionalGeneration`."""
+        out = {}
+        for name, tensor in self.whisper.state_dict().items():
+            if ".xattn." in name:
+                continue
+            out[name.replace(".layer.", ".", 1) if ".layers." in name else name] = tensor
+        return out
+
+    # ------------------------------------------------------------------------------ video
+    def encode_video(
+        self, video: torch.Tensor, video_padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """
+        Shapes:
+            video              [B, T_v, H, W] normalised frames ([B, T_v, video_dim] for "precomputed")
+            video_padding_mask [B, T_v] bool, True = padding
+        Returns:
+            projected video [B, T_v, D] (no positions; padding frames zeroed), padding mask [B, T_v]
+        """
+        if self.video_proj is None:
+            raise ValueError("fusion_location='none': this model has no video branch")
+        bsz, t_v = video.shape[:2]
+        if video_padding_mask is None:
+            video_padding_mask = torch.zeros(bsz, t_v, dtype=torch.bool, device=video.device)
+        video_padding_mask = video_padding_mask.to(device=video.device, dtype=torch.bool)
+        pad = video_padding_mask.view(bsz, t_v, *([1] * (video.dim() - 2)))
+        # Padding frames are zeroed before the front-end: its 3D conv zero-pads in time, so valid
+        # frames then see exactly what they would see without the padding.
+        video = video.to(self.dtype).masked_fill(pad, 0.0)
+        feats = self.video_encoder(video) if self.video_encoder is not None else video  # [B, T_v, video_dim]
+        projected = self.video_proj(feats)  # [B, T_v, D]
+        projected = projected.masked_fill(video_padding_mask[..., None], 0.0)
+        return projected, video_padding_mask
+
+    def video_positions(self, num_frames: int, device=None, dtype=None) -> torch.Tensor:
+        """[T_v, D]: Whisper's sinusoid at the encoder position of each video frame."""
+        step = ENCODER_FRAME_RATE / self.config.video_fps
+        pos = torch.arange(num_frames, device=device, dtype=torch.float32) * step
+        return sinusoidal_positions(pos, self.whisper.config.d_model).to(dtype=dtype)
+
+    def _modality_dropout(self, bsz: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-sample (drop_video, drop_audio) bool [B]; mutually exclusive."""
+        u = torch.rand(bsz, device=device)
+        drop_video = u < self.config.video_dropout
+        drop_audio = (u >= self.config.video_dropout) & (u < self.config.video_dropout + self.config.audio_dropout)
+        return drop_video, drop_audio
+
+    def prepare_fusion(
+        self,
+        input_features: torch.Tensor,
+        video: torch.Tensor | None = None,
+        video_padding_mask: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+        input_lengths: torch.Tensor | None = None,
+        modality_dropout: bool | None = None,
+    ) -> _Fusion:
+        """Video encoder + projection + router + modality dropout, once per batch."""
+        if modality_dropout is None:
+            modality_dropout = self.training
+        input_features = input_features.to(device=self.device, dtype=self.dtype)
+        if video is None or not self.config.uses_video:
+            return _Fusion(input_features=input_features)
+        projected, mask = self.encode_video(video.to(self.device), video_padding_mask)
+        bsz = projected.shape[0]
+        if modality_dropout and (self.config.video_dropout > 0 or self.config.audio_dropout > 0):
+            drop_video, drop_audio = self._modality_dropout(bsz, projected.device)
+            from .features import SILENCE_LOG_MEL
+
+            mask = mask | drop_video[:, None]
+            input_features = torch.where(
+                drop_audio[:, None, None].to(input_features.device),
+                torch.full_like(input_features, SILENCE_LOG_MEL),
+                input_features,
+            )
+        route = None
+        if self.router is not None:
+            audio_mask = None
+            if input_lengths is not None:
+                t_a = input_features.shape[-1]
+                audio_mask = torch.arange(t_a, device=input_features.device)[None, :] >= input_lengths.to(
+                    input_features.device
+                )[:, None]
+            route = self.router(input_features, projected, mask, levels=levels, audio_padding_mask=audio_mask)
+        states = projected
+        if self.config.video_positional:
+            states = states + self.video_positions(states.shape[1], states.device, states.dtype)[None]
+        return _Fusion(input_features=input_features, video_states=states, video_padding_mask=mask, route=route)
+
+    # ------------------------------------------------------------------------------ audio
+    def encode(self, input_features: torch.Tensor, fusion: _Fusion | None = None) -> torch.Tensor:
+        """Whisper encoder (with fusion blocks) on mel inputs of any length when `cut_encoder_positions`.
+
+        Shapes:
+            input_features [B, n_mels, T_a]
+        Returns:
+            [B, ceil(T_a / 2), D]
+        """
+        enc = self.whisper.model.encoder
+        full = enc.config.max_source_positions * enc.conv1.stride[0] * enc.conv2.stride[0]
+        t_a = input_features.shape[-1]
+        if self.config.cut_encoder_positions:
+            if t_a > full:
+                raise ValueError(f"mel input of {t_a} frames exceeds Whisper's {full}")
+        elif t_a != full:
+            raise ValueError(
+                f"Whisper expects {full} mel frames, got {t_a} (pad to 30 s, or set cut_encoder_positions=True)"
+            )
+        x = F.gelu(enc.conv1(input_features.to(device=enc.conv1.weight.device, dtype=enc.conv1.weight.dtype)))
+        x = F.gelu(enc.conv2(x))
+        x = x.permute(0, 2, 1)  # [B, T_enc, D]
+        x = x + enc.embed_positions.weight[: x.shape[1]]
+        x = F.dropout(x, p=enc.dropout, training=self.training)
+        kwargs = fusion.kwargs("encoder") if (fusion is not None and self.config.fuse_encoder) else {}
+        for layer in enc.layers:
+            if self.training and enc.layerdrop > 0.0 and torch.rand([]) < enc.layerdrop:
+                continue
+            x = layer(x, None, **kwargs)
+        return enc.layer_norm(x)
+
+    def decode(
+        self,
+        decoder_input_ids: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        fusion_kwargs: dict | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        cache=None,
+        use_cache: bool = False,
+    ):
+        """decoder_input_ids [B, L], encoder_hidden_states [B, T_enc, D] -> (hidden [B, L, D], cache)"""
+        out = self.whisper.model.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+            cache=cache,
+            use_cache=use_cache,
+            **(fusion_kwargs or {}),
+        )
+        return out.last_hidden_state, out.cache
+
+    # ---------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        input_features: torch.Tensor,
+        decoder_input_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        video: torch.Tensor | None = None,
+        video_padding_mask: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+        label_smoothing: float = 0.0,
+        input_lengths: torch.Tensor | None = None,
+        decoder_attention_mask: torch.Tensor | None = None,
+        use_cache: bool = False,
+    ) -> AVWhisperOutput:
+        """
+        Shapes:
+            input_features     [B, n_mels, T_a]  log-mel (T_a <= 3000; exactly 3000 unless cut_encoder_positions)
+            decoder_input_ids  [B, L] long (if None: labels shifted right, as in HF Whisper)
+            labels             [B, L] long, -100 = ignored
+            video              [B, T_v, 88, 88] normalised frames ([B, T_v, video_dim] for "precomputed")
+            video_padding_mask [B, T_v] bool, True = padding
+            levels             [B] long (routing_use_level only)
+            input_lengths      [B] long valid mel frames; only used to exclude padding from the router's
+                               audio statistics (without it they include the batch padding)
+        Returns:
+            AVWhisperOutput (loss, logits [B, L, vocab], route_probs [B, 3], encoder_scale [B], decoder_scale [B], ...)
+        """
+        wcfg = self.whisper.config
+        if decoder_input_ids is None:
+            if labels is None:
+                raise ValueError("pass decoder_input_ids or labels")
+            decoder_input_ids = shift_tokens_right(labels, wcfg.pad_token_id, wcfg.decoder_start_token_id)
+        fusion = self.prepare_fusion(input_features, video, video_padding_mask, levels, input_lengths)
+        encoder_hidden = self.encode(fusion.input_features, fusion)
+        dec_kwargs = fusion.kwargs("decoder") if self.config.fuse_decoder else {}
+        hidden, cache = self.decode(
+            decoder_input_ids, encoder_hidden, dec_kwargs, decoder_attention_mask, use_cache=use_cache
+        )
+        logits = self.whisper.proj_out(hidden)  # [B, L, vocab]
+        loss = None
+        if labels is not None:
+            loss = F.cross_entropy(
+                logits.float().reshape(-1, logits.shape[-1]),
+                labels.to(logits.device).reshape(-1),
+                ignore_index=-100,
+                label_smoothing=label_smoothing,
+            )
+        route = fusion.route
+        return AVWhisperOutput(
+            loss=loss,
+            logits=logits,
+            route_probs=None if route is None else route.route_probs,
+            route_logits=None if route is None else route.logits,
+            encoder_scale=None if route is None else route.encoder_scale,
+            decoder_scale=None if route is None else route.decoder_scale,
+            encoder_last_hidden_state=encoder_hidden,
+            cache=cache,
+        )
+
+    # --------------------------------------------------------------------------- generate
+    _IGNORED_GENERATE_KWARGS = {"do_sample": False, "num_return_sequences": 1, "use_cache": True}
+
+    @torch.no_grad()
+    def generate(
+        self,
+        input_features: torch.Tensor,
+        video: torch.Tensor | None = None,
+        video_padding_mask: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+        decoder_input_ids: torch.Tensor | None = None,
+        max_new_tokens: int | None = None,
+        num_beams: int = 1,
+        eos_token_id: int | list[int] | None = None,
+        pad_token_id: int | None = None,
+        length_penalty: float = 1.0,
+        suppress_tokens: list[int] | None = None,
+        input_lengths: torch.Tensor | None = None,
+        **kwargs,
+    ) -> torch.Tensor:
+        """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache.
+
+        Shapes:
+            input_features [B, n_mels, T_a]; video [B, T_v, 88, 88]; video_padding_mask [B, T_v]; levels [B]
+            decoder_input_ids [B, P] prompt (same length for all samples); default: decoder_start_token_id
+        Returns:
+            [B, P + N] token ids including the prompt; finished sequences are right-padded with
+            `pad_token_id` (default: Whisper's pad token). `eos_token_id` may be one id or a list
+            (default: Whisper's eos; an id that never occurs, e.g. -1, disables stopping). No token
+            is suppressed unless listed in `suppress_tokens`. Beam scores are sum of log-probs divided
+            by (number of generated tokens) ** length_penalty.
+
+        The encoder, video front-end and router run once; the video states (and the decoder
+        fusion scale) are repeated per beam and passed to every decoder step. Modality dropout
+        is never applied here.
+        """
+        for key, value in kwargs.items():
+            if key not in self._IGNORED_GENERATE_KWARGS or value != self._IGNORED_GENERATE_KWARGS[key]:
+                raise TypeError(f"generate() got an unsupported argument {key}={value!r}")
+        wcfg = self.whisper.config
+        eos_token_id = wcfg.eos_token_id if eos_token_id is None else eos_token_id
+        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
+        if pad_token_id is None:
+            pad_token_id = wcfg.pad_token_id if wcfg.pad_token_id is not None else eos_ids[0]
+        bsz = input_features.shape[0]
+        device = self.device
+        if decoder_input_ids is None:
+            decoder_input_ids = torch.full((bsz, 1), wcfg.decoder_start_token_id, dtype=torch.long, device=device)
+        decoder_input_ids = decoder_input_ids.to(device=device, dtype=torch.long)
+        room = wcfg.max_target_positions - decoder_input_ids.shape[1]
+        max_new_tokens = room if max_new_tokens is None else min(max_new_tokens, room)
+        if max_new_tokens <= 0:
+            return decoder_input_ids
+
+        fusion = self.prepare_fusion(
+            input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
+        )
+        encoder_hidden = self.encode(fusion.input_features, fusion)
+        if num_beams <= 1:
+            return self._greedy(
+                decoder_input_ids, encoder_hidden, fusion, max_new_tokens, eos_ids, pad_token_id, suppress_tokens
+            )
+        return self._beam_search(
+            decoder_input_ids,
+            encoder_hidden,
+            fusion,
+            max_new_tokens,
+            num_beams,
+            eos_ids,
+            pad_token_id,
+            length_penalty,
+            suppress_tokens,
+        )
+
+    def _next_token_logits(self, hidden: torch.Tensor, suppress_tokens) -> torch.Tensor:
+        logits = self.whisper.proj_out(hidden[:, -1]).float()  # [N, vocab]
+        if suppress_tokens:
+            logits[:, list(suppress_tokens)] = -float("inf")
+        return logits
+
+    def _greedy(self, ids, encoder_hidden, fusion, max_new_tokens, eos, pad, suppress_tokens) -> torch.Tensor:
+        dec_kwargs = fusion.kwargs("decoder") if self.config.fuse_decoder else {}
+        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+        step_input, cache = ids, None
+        for _ in range(max_new_tokens):
+            hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
+            next_tokens = self._next_token_logits(hidden, suppress_tokens).argmax(dim=-1)  # [B]
+            next_tokens = torch.where(finished, torch.full_like(next_tokens, pad), next_tokens)
+            ids = torch.cat([ids, next_tokens[:, None]], dim=1)
+            if eos:
+                finished |= torch.isin(next_tokens, next_tokens.new_tensor(eos))
+                if bool(finished.all()):
+                    break
+            step_input = next_tokens[:, None]
+        return ids
+
+    def _beam_search(
+        self, prompt, encoder_hidden, fusion, max_new_tokens, num_beams, eos, pad, length_penalty, suppress_tokens
+    ) -> torch.Tensor:
+        bsz, k = prompt.shape[0], num_beams
+        device = prompt.device
+        encoder_hidden = encoder_hidden.repeat_interleave(k, dim=0)  # [B*K, T_enc, D]
+        dec_kwargs = fusion.kwargs("decoder", repeat=k) if self.config.fuse_decoder else {}
+        ids = prompt.repeat_interleave(k, dim=0)  # [B*K, P]
+        beam_scores = torch.zeros(bsz, k, device=device)
+        beam_scores[:, 1:] = -float("inf")  # all beams start identical: expand the first one only
+        hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(bsz)]
+        done = [False] * bsz
+        offsets = (torch.arange(bsz, device=device) * k)[:, None]  # [B, 1]
+
+        def add_hyp(b: int, score: float, tokens: torch.Tensor) -> None:
+            hyps[b].append((score, tokens))
+            hyps[b].sort(key=lambda h: h[0], reverse=True)
+            del hyps[b][k:]
+
+        step_input, cache = ids, None
+        for step in range(max_new_tokens):
+            hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
+            logprobs = F.log_softmax(self._next_token_logits(hidden, suppress_tokens), dim=-1)  # [B*K, V]
+            vocab = logprobs.shape[-1]
+            cand = (beam_scores.view(-1, 1) + logprobs).view(bsz, k * vocab)
+            top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
+            top_src, top_tok = top_idx // vocab, top_idx % vocab
+            next_scores = torch.zeros(bsz, k, device=device)
+            next_tokens = torch.full((bsz, k), pad, dtype=torch.long, device=device)
+            next_src = torch.arange(k, device=device).repeat(bsz, 1)
+            gen_len = step + 1
+            for b in range(bsz):
+                if done[b]:
+                    continue
+                j = 0
+                for rank in range(top_scores.shape[1]):
+                    score, tok, src = float(top_scores[b, rank]), int(top_tok[b, rank]), int(top_src[b, rank])
+                    if tok in eos:
+                        if rank < k:
+                            seq = torch.cat([ids[b * k + src], ids.new_tensor([tok])])
+                            add_hyp(b, score / gen_len**length_penalty, seq)
+                        continue
+                    next_scores[b, j], next_tokens[b, j], next_src[b, j] = score, tok, src
+                    j += 1
+                    if j == k:
+                        break
+                if len(hyps[b]) >= k:
+                    best_running = float(next_scores[b, 0]) / gen_len**length_penalty
+                    if hyps[b][-1][0] >= best_running:
+                        done[b] = True
+            beam_idx = (offsets + next_src).view(-1)  # [B*K]
+            ids = torch.cat([ids[beam_idx], next_tokens.view(-1, 1)], dim=1)
+            beam_scores = next_scores
+            if all(done):
+                break
+            cache.reorder_cache(beam_idx)
+            step_input = next_tokens.view(-1, 1)
+
+        n_steps = ids.shape[1] - prompt.shape[1]
+        best = []
+        for b in range(bsz):
+            if not done[b]:
+                for j in range(k):
+                    add_hyp(b, float(beam_scores[b, j]) / max(n_steps, 1) ** length_penalty, ids[b * k + j])
+            best.append(hyps[b][0][1])
+        width = max(seq.shape[0] for seq in best)
+        out = torch.full((bsz, width), pad, dtype=torch.long, device=device)
+        for b, seq in enumerate(best):
+            out[b, : seq.shape[0]] = seq
+        return out
+
+    # ------------------------------------------------------------------------ save / load
+    def save_pretrained(self, save_directory: str | os.PathLike) -> None:
+        """Write config.json (AVWhisperConfig), whisper_config.json and model.safetensors."""
+        from safetensors.torch import save_model
+
+        path = Path(save_directory)
+        path.mkdir(parents=True, exist_ok=True)
+        self.config.to_json_file(path / CONFIG_NAME)
+        self.whisper.config.to_json_file(path / WHISPER_CONFIG_NAME)
+        save_model(self, str(path / WEIGHTS_NAME), metadata={"format": "pt"})
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+    ) -> AVWhisperForConditionalGeneration:
+        """Rebuild from a `save_pretrained` directory (safetensors only, no pickle)."""
+        from safetensors.torch import load_model
+        from transformers.initialization import no_init_weights
+
+        path = Path(directory)
+        config = AVWhisperConfig.from_json_file(path / CONFIG_NAME)
+        whisper_config = WhisperConfig.from_json_file(str(path / WHISPER_CONFIG_NAME))
+        with no_init_weights():  # every tensor is overwritten by the checkpoint below (strict)
+            whisper = WhisperForConditionalGeneration(whisper_config)
+            model = cls(config, whisper)
+        whisper.tie_weights()  # skipped with the weight init above; proj_out shares embed_tokens again
+        load_model(model, str(path / WEIGHTS_NAME), strict=True)
+        if device is not None or dtype is not None:
+            model.to(device=device, dtype=dtype)
+        model.eval()
+        return model

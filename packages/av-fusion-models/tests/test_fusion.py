@@ -1,0 +1,335 @@
+"""Gated cross-attention fusion: identity at init, padding invariance, generation, modality dropout."""
+
+import copy
+
+import pytest
+import torch
+from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, GatedCrossAttentionBlock
+from av_fusion_models.features import SILENCE_LOG_MEL
+
+N_MELS = 80
+# Whisper's encoder needs exactly 2 * max_source_positions mel frames (3000 for real checkpoints). The
+# tiny test model uses max_source_positions=100 (200 frames) to stay fast; one test uses the real 1500.
+SOURCE_POSITIONS = 100
+FULL = 2 * SOURCE_POSITIONS
+TOL = 1e-5
+
+
+def tiny_whisper(seed: int = 0, max_source_positions: int = SOURCE_POSITIONS) -> WhisperForConditionalGeneration:
+    torch.manual_seed(seed)
+    cfg = WhisperConfig(
+        max_source_positions=max_source_positions,
+        d_model=64,
+        encoder_layers=2,
+        decoder_layers=2,
+        encoder_attention_heads=4,
+        decoder_attention_heads=4,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=128,
+        num_mel_bins=N_MELS,
+        vocab_size=96,
+        max_target_positions=40,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=1,
+        init_std=0.3,  # larger than Whisper's 0.02 so that greedy outputs are not one repeated token
+    )
+    return WhisperForConditionalGeneration(cfg).eval()
+
+
+def av_model(whisper=None, seed=0, **cfg) -> AVWhisperForConditionalGeneration:
+    cfg.setdefault("resnet_width", 4)
+    whisper = tiny_whisper(seed) if whisper is None else whisper
+    torch.manual_seed(seed + 1)
+    return AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(**cfg)).eval()
+
+
+def open_gates(model, value=0.7):
+    with torch.no_grad():
+        for block in model.gated_xattn_blocks:
+            block.attn_gate.fill_(value)
+            block.ff_gate.fill_(-value)
+
+
+def inputs(bsz=2, t_a=FULL, t_v=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(bsz, N_MELS, t_a, generator=g)
+    ids = torch.randint(3, 96, (bsz, 5), generator=g)
+    video = torch.randn(bsz, t_v, 88, 88, generator=g)
+    return feats, ids, video
+
+
+def reference_greedy(logits_fn, prompt, n):
+    """Greedy decoding without any cache: re-run the full teacher-forced forward each step."""
+    ids = prompt
+    for _ in range(n):
+        nxt = logits_fn(ids)[:, -1].argmax(-1)
+        ids = torch.cat([ids, nxt[:, None]], dim=1)
+    return ids
+
+
+CASES = [
+    ("none", False),
+    ("encoder", False),
+    ("decoder", False),
+    ("both", False),
+    ("encoder", True),
+    ("decoder", True),
+    ("both", True),
+]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("location,routing", CASES)
+def test_closed_gates_reproduce_whisper(location, routing):
+    whisper = tiny_whisper()
+    plain = copy.deepcopy(whisper)
+    feats, ids, video = inputs()
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[1, 4:] = True
+
+    ref = plain(input_features=feats, decoder_input_ids=ids).logits
+    model = av_model(whisper, fusion_location=location, soft_fusion_routing=routing, cut_encoder_positions=False)
+    out = model(feats, ids, video=video, video_padding_mask=mask)
+    assert (out.logits - ref).abs().max() <= TOL
+    assert (out.route_probs is not None) == routing
+
+    # greedy generation: same tokens as plain Whisper decoded without a cache
+    enc = plain.model.encoder(feats).last_hidden_state
+    expected = reference_greedy(lambda x: plain(encoder_outputs=(enc,), decoder_input_ids=x).logits, ids[:, :2], 6)
+    got = model.generate(feats, video=video, video_padding_mask=mask, decoder_input_ids=ids[:, :2],
+                         max_new_tokens=6, eos_token_id=-1)
+    assert torch.equal(got, expected)
+
+    # short input (cut encoder positions): the video path equals the model's own audio-only path
+    model.config.cut_encoder_positions = True
+    short = feats[..., :120]
+    a = model(short, ids, video=video, video_padding_mask=mask).logits
+    b = model(short, ids).logits
+    assert (a - b).abs().max() <= TOL
+
+
+@torch.no_grad()
+def test_real_3000_frame_input_matches_hf():
+    whisper = tiny_whisper(max_source_positions=1500)
+    plain = copy.deepcopy(whisper)
+    feats, ids, video = inputs(t_a=3000)
+    model = av_model(whisper, fusion_location="both", soft_fusion_routing=True, cut_encoder_positions=False)
+    hf_enc = plain.model.encoder(feats).last_hidden_state
+    assert torch.equal(model.encode(feats), hf_enc)
+    assert torch.equal(model.whisper.model.encoder(feats).last_hidden_state, hf_enc)  # HF forward, wrapped layers
+    ref = plain(encoder_outputs=(hf_enc,), decoder_input_ids=ids).logits
+    assert (model(feats, ids, video=video).logits - ref).abs().max() <= TOL
+    model.config.cut_encoder_positions = True
+    assert torch.equal(model.encode(feats), hf_enc)
+    assert model.encode(feats[..., :100]).shape == (2, 50, 64)
+
+
+def test_input_length_checks():
+    model = av_model(fusion_location="decoder", cut_encoder_positions=False)
+    feats, ids, _ = inputs(t_a=120)
+    with pytest.raises(ValueError, match=str(FULL)):
+        model(feats, ids)
+    model.config.cut_encoder_positions = True
+    with pytest.raises(ValueError, match="exceeds"):
+        model(torch.randn(1, N_MELS, FULL + 2), ids[:1])
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("location", ["encoder", "decoder"])
+def test_open_gates_change_output(location):
+    model = av_model(fusion_location=location)
+    feats, ids, video = inputs(t_a=120)
+    base = model(feats, ids, video=video).logits
+    open_gates(model)
+    fused = model(feats, ids, video=video).logits
+    assert (fused - base).abs().max() > 1e-3
+    assert torch.equal(model(feats, ids).logits, base)  # no video: blocks are skipped
+
+
+@torch.no_grad()
+def test_video_padding_changes_nothing():
+    model = av_model(fusion_location="both", soft_fusion_routing=True).double()  # float64: tight tolerance
+    open_gates(model)
+    feats, ids, video = inputs(t_a=160, t_v=6)
+    feats, video = feats.double(), video.double()
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, 5:] = True  # sample 0 has 5 real frames
+    base = model(feats, ids, video=video, video_padding_mask=mask)
+
+    extra = torch.randn(2, 3, 88, 88, dtype=torch.float64) * 5  # garbage in the padding frames
+    padded_video = torch.cat([video, extra], dim=1)
+    padded_mask = torch.cat([mask, torch.ones(2, 3, dtype=torch.bool)], dim=1)
+    padded = model(feats, ids, video=padded_video, video_padding_mask=padded_mask)
+    assert (padded.logits - base.logits).abs().max() <= 1e-10
+    assert (padded.route_probs - base.route_probs).abs().max() <= 1e-10
+
+    # garbage inside sample 0's own padding frame changes nothing either
+    video2 = video.clone()
+    video2[0, 5] = 100.0
+    again = model(feats, ids, video=video2, video_padding_mask=mask)
+    assert (again.logits - base.logits).abs().max() <= 1e-10
+
+    g1 = model.generate(feats, video=video, video_padding_mask=mask, max_new_tokens=5, num_beams=2)
+    g2 = model.generate(feats, video=padded_video, video_padding_mask=padded_mask, max_new_tokens=5, num_beams=2)
+    assert torch.equal(g1, g2)
+
+
+def reference_beam(logits_fn, prompt, n, k):
+    """Beam search without eos and without a cache, one sample [1, P]."""
+    beams = [(0.0, prompt[0])]
+    for _ in range(n):
+        cands = []
+        for score, seq in beams:
+            logp = torch.log_softmax(logits_fn(seq[None])[0, -1].float(), -1)
+            top = logp.topk(k)
+            cands += [(score + float(v), torch.cat([seq, seq.new_tensor([int(i)])])) for v, i in zip(top.values, top.indices)]
+        beams = sorted(cands, key=lambda c: c[0], reverse=True)[:k]
+    return beams[0][1]
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("num_beams", [1, 2])
+def test_generate_with_video_batched(num_beams):
+    model = av_model(fusion_location="both", soft_fusion_routing=True)
+    open_gates(model, 1.5)
+    feats, ids, video = inputs(t_a=120, t_v=5, seed=3)
+    mask = torch.zeros(2, 5, dtype=torch.bool)
+    mask[1, 3:] = True
+    prompt = ids[:, :2]
+    batch = model.generate(feats, video=video, video_padding_mask=mask, decoder_input_ids=prompt,
+                           max_new_tokens=6, num_beams=num_beams, eos_token_id=-1)
+    assert batch.shape == (2, 8)
+    assert torch.equal(batch[:, :2], prompt)
+    for b in range(2):
+        fn = lambda x, b=b: model(feats[b : b + 1], x, video=video[b : b + 1], video_padding_mask=mask[b : b + 1]).logits
+        if num_beams == 1:
+            expected = reference_greedy(fn, prompt[b : b + 1], 6)[0]
+        else:
+            expected = reference_beam(fn, prompt[b : b + 1], 6, num_beams)
+        assert torch.equal(batch[b], expected)
+    # the video matters for the generated tokens of at least one sample
+    no_video = model.generate(feats, decoder_input_ids=prompt, max_new_tokens=6, num_beams=num_beams, eos_token_id=-1)
+    assert not torch.equal(no_video, batch)
+
+
+@torch.no_grad()
+def test_generate_stops_at_eos_and_pads():
+    model = av_model(fusion_location="decoder")
+    feats, ids, video = inputs(t_a=120)
+    free = model.generate(feats, video=video, max_new_tokens=6, eos_token_id=-1)
+    eos = int(free[0, 2])  # make sample 0's second generated token the eos
+    out = model.generate(feats, video=video, max_new_tokens=6, eos_token_id=eos, pad_token_id=0)
+    assert out[0, 2] == eos and (out[0, 3:] == 0).all()
+    assert torch.equal(model.generate(feats, video=video, max_new_tokens=6, eos_token_id=[-5, eos], pad_token_id=0), out)
+    beams = model.generate(feats, video=video, max_new_tokens=6, eos_token_id=eos, num_beams=2)
+    assert beams.shape[0] == 2 and beams.shape[1] <= 7
+    with pytest.raises(TypeError):
+        model.generate(feats, max_new_tokens=2, temperature=0.7)
+
+
+def test_modality_dropout():
+    model = av_model(fusion_location="both", video_dropout=1.0)
+    open_gates(model)
+    feats, ids, video = inputs(t_a=120)
+    model.train()
+    with torch.no_grad():
+        dropped = model(feats, ids, video=video).logits
+        model.eval()
+        assert (dropped - model(feats, ids).logits).abs().max() <= TOL  # as if there were no video
+        assert (model(feats, ids, video=video).logits - dropped).abs().max() > 1e-3  # eval: no dropout
+
+    model.config.video_dropout, model.config.audio_dropout = 0.0, 1.0
+    model.train()
+    model.video_encoder.eval()  # keep BatchNorm deterministic for the comparison
+    with torch.no_grad():
+        dropped = model(feats, ids, video=video).logits
+        model.eval()
+        silent = torch.full_like(feats, SILENCE_LOG_MEL)
+        assert (dropped - model(silent, ids, video=video).logits).abs().max() <= TOL
+
+    model.config.video_dropout, model.config.audio_dropout = 0.5, 0.5
+    torch.manual_seed(0)
+    drop_video, drop_audio = model._modality_dropout(4000, "cpu")
+    assert not (drop_video & drop_audio).any()
+    assert 0.45 < drop_video.float().mean() < 0.55 and 0.45 < drop_audio.float().mean() < 0.55
+
+
+def test_loss_and_label_smoothing():
+    model = av_model(fusion_location="decoder")
+    feats, ids, video = inputs(t_a=120)
+    labels = ids.clone()
+    labels[0, :2] = -100
+    out = model(feats, ids, labels=labels, video=video)
+    logits = out.logits.reshape(-1, out.logits.shape[-1])
+    keep = labels.reshape(-1) != -100
+    manual = -torch.log_softmax(logits[keep], -1).gather(1, labels.reshape(-1)[keep][:, None]).mean()
+    assert torch.allclose(out.loss, manual, atol=1e-5)
+    smooth = model(feats, ids, labels=labels, video=video, label_smoothing=0.1).loss
+    assert not torch.allclose(smooth, out.loss)
+    # decoder_input_ids from labels (shifted right), as in HF Whisper
+    assert model(feats, labels=ids).logits.shape == (2, 5, 96)
+
+
+def test_gradient_checkpointing_same_gradients():
+    feats, ids, video = inputs(t_a=100, t_v=4)
+    grads = []
+    for checkpointing in (False, True):
+        model = av_model(fusion_location="both", soft_fusion_routing=True, routing_dropout=0.0)
+        open_gates(model)
+        model.train()
+        model.video_encoder.eval()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+            assert all(block.gradient_checkpointing for block in model.gated_xattn_blocks)
+        model(feats, ids, labels=ids, video=video).loss.backward()
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    assert any("xattn" in n for n in grads[0]) and any(n.startswith("video_encoder.") for n in grads[0])
+    for name in grads[0]:
+        assert torch.allclose(grads[0][name], grads[1][name], atol=1e-5), name
+
+
+def test_gated_block_zero_init_and_all_padding():
+    block = GatedCrossAttentionBlock(32, 4).eval()
+    assert block.attn_gate.shape == () and block.attn_gate.item() == 0 and block.ff_gate.item() == 0
+    x, v = torch.randn(2, 5, 32), torch.randn(2, 3, 32)
+    assert torch.equal(block(x, v), x)
+    with torch.no_grad():
+        block.attn_gate.fill_(1.0)
+        block.ff_gate.fill_(1.0)
+    mask = torch.tensor([[True, True, True], [False, False, True]])
+    out = block(x, v, mask)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out[0], x[0])  # no valid frame: identity
+    assert not torch.allclose(out[1], x[1])
+
+
+def test_config_validation():
+    with pytest.raises(ValueError):
+        AVWhisperConfig(fusion_location="middle")
+    with pytest.raises(ValueError):
+        AVWhisperConfig(fusion_location="none", soft_fusion_routing=True)
+    with pytest.raises(ValueError):
+        AVWhisperConfig(video_dropout=0.7, audio_dropout=0.5)
+    with pytest.raises(NotImplementedError):
+        AVWhisperConfig(video_encoder="avhubert")
+    cfg = AVWhisperConfig(fusion_location="decoder", soft_fusion_routing=True)
+    assert cfg.fuse_encoder and cfg.fuse_decoder and cfg.resolved_video_dim == 512
+    assert AVWhisperConfig.from_dict(cfg.to_dict()) == cfg
+    none = av_model(fusion_location="none")
+    assert none.video_encoder is None and none.video_proj is None and not none.gated_xattn_blocks
+    with pytest.raises(ValueError, match="already wrapped"):
+        AVWhisperForConditionalGeneration.from_whisper(av_model(fusion_location="decoder").whisper, AVWhisperConfig())
+
+
+@torch.no_grad()
+def test_precomputed_video_features():
+    model = av_model(fusion_location="decoder", video_encoder="precomputed", video_dim=24)
+    open_gates(model)
+    feats, ids, _ = inputs(t_a=100)
+    out = model(feats, ids, video=torch.randn(2, 7, 24))
+    assert out.logits.shape == (2, 5, 96) and model.video_encoder is None

@@ -1,0 +1,82 @@
+"""Fixtures: a tiny random Whisper with the real tiny.en tokenizer, and a small prepared tree.
+
+The prepared tree follows docs/LAYOUT.md section 2; its audio is tones + noise whose pitch
+depends on the word (a learnable signal), its lip videos are 96x96 frames whose brightness
+pattern depends on the word.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+WORDS = {"D0": "Zero", "D1": "One", "D2": "Two", "D3": "Three"}
+SPEAKERS = {"M12": "very_low", "F05": "high"}
+
+
+@pytest.fixture(scope="session")
+def tiny_whisper_dir(tmp_path_factory) -> Path:
+    """A 2-layer, d_model 64 Whisper (random weights) with the real English-only tokenizer."""
+    import torch
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from av_fusion_models.ct2 import bundled_tiny_en_dir
+    from av_fusion_models.tokenizer import build_whisper_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny_whisper")
+    tok = build_whisper_tokenizer(bundled_tiny_en_dir())
+    cfg = WhisperConfig(
+        vocab_size=51864, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
+        max_source_positions=1500, max_target_positions=64,
+        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
+    )
+    torch.manual_seed(0)
+    WhisperForConditionalGeneration(cfg).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def write_prepared_tree(root: Path, seed: int = 0) -> Path:
+    from uaspeech_prep.video_io import write_video
+
+    rng = np.random.default_rng(seed)
+    records = []
+    for spk, level in SPEAKERS.items():
+        for block in ("B1", "B2", "B3"):
+            for k, (wid, word) in enumerate(WORDS.items()):
+                utt = f"{spk}_{block}_{wid}"
+                dur = 0.5 + 0.1 * k
+                t = np.arange(int(16000 * dur)) / 16000
+                audio = {}
+                for mic in ("M5", "M6"):
+                    wav = 0.3 * np.sin(2 * np.pi * (200 + 150 * k) * t) + 0.05 * rng.standard_normal(t.size)
+                    path = root / "audio" / spk / f"{utt}_{mic}.wav"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    sf.write(path, wav.astype(np.float32), 16000, subtype="PCM_16")
+                    audio[mic] = str(path.relative_to(root))
+                n_frames = int(round(25 * dur))
+                frames = []
+                for f in range(n_frames):
+                    img = np.full((96, 96, 3), 60, np.uint8)
+                    img[30 + 8 * k : 50 + 8 * k, 20:76] = 200 if f % 2 == 0 else 120
+                    frames.append(img)
+                roi = root / "video" / "roi" / spk / f"{utt}.mp4"
+                write_video(roi, frames, 25.0)
+                records.append({
+                    "utt_id": utt, "speaker": spk, "level": level, "block": block,
+                    "split": "test" if block == "B2" else "train", "word_id": wid, "word": word,
+                    "category": "digit", "audio": audio, "clip": None, "roi": str(roi.relative_to(root)),
+                    "roi_fps": 25.0, "roi_frames": n_frames, "audio_offset_s": 0.0, "duration_s": dur,
+                })
+    (root / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared_tree(tmp_path_factory) -> Path:
+    return write_prepared_tree(tmp_path_factory.mktemp("prepared"))

