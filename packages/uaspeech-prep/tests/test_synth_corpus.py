@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import soundfile as sf
-
 from uaspeech_prep import corpus
 from uaspeech_prep.synth import command
 from uaspeech_prep.synth.corpus_writer import (
@@ -155,3 +154,13 @@ def test_cli_builds_and_refuses(tmp_path, capsys):
     cfg = command.config_from_args(defaults)
     assert defaults.size == "demo" and cfg.speakers == corpus.AV_SPEAKERS and cfg.words_per_block == 20
     assert cfg.mics == ("M5", "M6") and cfg.blocks == corpus.BLOCKS
+
+
+@pytest.mark.slow
+def test_two_worker_processes_write_the_same_bytes(tmp_path):
+    kw = dict(speakers=("M12", "F04"), blocks=("B1", "B2"), words_per_block=2, seed=5)  # F04: breathy voice
+    _micro(tmp_path / "one", jobs=1, **kw)
+    _micro(tmp_path / "two", jobs=2, **kw)
+    a, b = _hashes(tmp_path / "one", "*.wav"), _hashes(tmp_path / "two", "*.wav")
+    assert len(a) == 16 and a == b
+    assert _hashes(tmp_path / "one", "*.txt") == _hashes(tmp_path / "two", "*.txt")

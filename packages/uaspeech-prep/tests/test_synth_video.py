@@ -7,7 +7,6 @@ import mediapipe as mp
 import numpy as np
 import pytest
 import soundfile as sf
-
 from uaspeech_prep.synth import video as vid
 from uaspeech_prep.synth.face import FRAME_SIZE, MOUTH_CENTER, Face, Look, mouth_box
 from uaspeech_prep.synth.profiles import profile_for

@@ -17,13 +17,12 @@ the seed and the selection (speakers, blocks, words, microphones), not on the nu
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import os
+from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
-
-import multiprocessing as mp
 
 import soundfile as sf
 

@@ -15,8 +15,9 @@ Processing chain, in order (every step keeps phoneme timing known):
    muffled fricatives); done first, so step 3 cannot alias.
 3. **Irregular rate and pitch instability**: the audio is read through one smooth, monotone
    time map ``t_in(t_out)``. Its mean slope is 1/``stretch`` and it wanders (low-pass random,
-   ~3 Hz, log-std ``tempo_wobble``), which makes the local tempo irregular; on top of it a vibrato-like delay modulation (5.5 Hz + 2 Hz random, ``tremor_st`` semitones) makes
-   the pitch unstable. Phoneme times are carried through the inverse of the same map, so they stay
+   ~3 Hz, log-std ``tempo_wobble``), which makes the local tempo irregular; on top of it a
+   vibrato-like delay modulation (5.5 Hz + 2 Hz random, ``tremor_st`` semitones) makes the pitch
+   unstable. Phoneme times are carried through the inverse of the same map, so they stay
    exact.
 4. **Spectral smearing**: the STFT magnitude (32 ms window, 8 ms hop) is smoothed with a Gaussian of
    ``smear_hz`` along frequency and ``smear_ms`` along time, keeping the phase (Baer & Moore style

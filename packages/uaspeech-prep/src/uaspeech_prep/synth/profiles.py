@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from uaspeech_prep import corpus
 from uaspeech_prep.synth.face import Look
 
-
 # speaker -> (espeak voice+variant, pitch 0..100, rate wpm, pitch range 0..100)
 _AV_VOICES: dict[str, tuple[str, int, int, int]] = {
     "M12": ("en-us+m3", 38, 168, 40),

@@ -35,6 +35,7 @@ _EVENT_LIST_TERMINATED = 0
 _EVENT_PHONEME = 7
 _CHARS_UTF8 = 1
 _POS_CHARACTER = 1
+_RAND_SEED = 12345  # base of the libc rand() seed set before every utterance
 _PARAM = {"rate": 1, "volume": 2, "pitch": 3, "range": 4, "wordgap": 7}
 
 
@@ -118,9 +119,11 @@ class Espeak:
 
     Determinism: espeak-ng keeps internal state from one utterance to the next (the pitch flutter
     phase, the echo buffer), so the same text synthesized twice in a row differs by a few samples
-    and in its waveform. To make every word depend only on its own settings, this object owns a
-    private copy of the shared library and loads it fresh for each utterance (dlopen, initialize,
-    synthesize, terminate, dlclose: ~4 ms). If the copy cannot be made, it falls back to one
+    and in its waveform; and breathy voices (e.g. the f3 variant) draw noise from a generator that
+    espeak-ng seeds from the clock. To make every word depend only on its own arguments, this object
+    owns a private copy of the shared library, loads it fresh for each utterance (dlopen, initialize,
+    synthesize, terminate, dlclose: ~4 ms) and seeds the generator (``espeak_ng_SetRandSeed``, and
+    libc ``srand``) before synthesizing. If the copy cannot be made, it falls back to one
     persistent instance (output then depends on synthesis order) and says so in ``deterministic``.
     """
 
@@ -145,7 +148,12 @@ class Espeak:
             self._private = private
         except (OSError, AttributeError):
             self._private = None
-        self.deterministic = self._private is not None
+        try:  # and libc's rand() (used by older espeak-ng builds)
+            self._srand = ctypes.CDLL(None).srand
+            self._srand.argtypes = [ctypes.c_uint]
+        except (OSError, AttributeError):
+            self._srand = None
+        self.deterministic = self._private is not None and self._srand is not None
         lib = self._load()
         try:
             self.native_rate = self._rate
@@ -166,6 +174,10 @@ class Espeak:
             raise EspeakError(f"espeak_Initialize failed (returned {rate}); data path {self._data_path.decode()}")
         self._rate = int(rate)
         lib.espeak_SetSynthCallback(self._callback)
+        self._set_rand_seed = getattr(lib, "espeak_ng_SetRandSeed", None)  # espeak-ng >= 1.51 seeds it from time()
+        if self._set_rand_seed is not None:
+            self._set_rand_seed.argtypes = [ctypes.c_long]
+            self._set_rand_seed.restype = None
         if self._private is None:
             self._persistent = lib
         return lib
@@ -190,8 +202,9 @@ class Espeak:
             i += 1
         return 0  # 0 = continue
 
-    def synthesize(self, text: str, voice: Voice = Voice()) -> Synthesis:
-        """Synthesize ``text`` with ``voice``; returns 16 kHz audio and the phoneme events."""
+    def synthesize(self, text: str, voice: Voice = Voice(), seed: int = 0) -> Synthesis:
+        """Synthesize ``text`` with ``voice``; returns 16 kHz audio and the phoneme events. ``seed`` seeds
+        espeak's random generator (breath noise of some voices); same arguments, same samples."""
         if not text.strip():
             raise ValueError("nothing to synthesize: empty text")
         with self._lock:
@@ -202,6 +215,10 @@ class Espeak:
                 for key in ("rate", "pitch", "range"):
                     lib.espeak_SetParameter(_PARAM[key], int(getattr(voice, key)), 0)
                 self._chunks, self._events = [], []
+                if self._srand is not None:
+                    self._srand((_RAND_SEED + int(seed)) & 0xFFFFFFFF)
+                if self._set_rand_seed is not None:
+                    self._set_rand_seed(int(seed) & 0x7FFFFFFF)
                 buf = text.encode("utf-8") + b"\0"
                 err = lib.espeak_Synth(buf, len(buf), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
                 if err != 0:
@@ -235,5 +252,6 @@ def get_engine() -> Espeak:
         return _ENGINE
 
 
-def synthesize(text: str, voice: Voice = Voice()) -> Synthesis:
-    return get_engine().synthesize(text, voice)
+def synthesize(text: str, voice: Voice = Voice(), seed: int = 0) -> Synthesis:
+    """Synthesize with the process-level engine (see :meth:`Espeak.synthesize`)."""
+    return get_engine().synthesize(text, voice, seed)

@@ -13,8 +13,8 @@ interval, and the trajectory between them is a smooth (cosine) interpolation, li
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d

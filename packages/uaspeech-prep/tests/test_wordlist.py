@@ -1,0 +1,176 @@
+"""Reading speaker_wordlist.xls / .xlsx: the synthetic copy, a hand-made .xlsx, and the real file."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+import pytest
+import xlrd
+import xlwt
+from uaspeech_prep import corpus
+from uaspeech_prep.synth.xls import write_wordlist_xls
+from uaspeech_prep.wordlist import (
+    WordlistError,
+    compare_with_builtin,
+    parse_intelligibility,
+    read_speakers,
+    read_wordlist,
+)
+
+
+@pytest.fixture(scope="module")
+def synth_xls(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("wl") / "speaker_wordlist.xls"
+    write_wordlist_xls(p)
+    return p
+
+
+def test_written_xls_mimics_the_release_structure(synth_xls):
+    book = xlrd.open_workbook(str(synth_xls))
+    assert book.sheet_names() == ["Speaker", "Word_filename"]
+    sp = book.sheet_by_name("Speaker")
+    assert sp.row_values(3) == ["Speaker", "Age", "Intelligibility (%)", "Diagnosis", "Motor Control"]
+    col0 = sp.col_values(0)
+    assert "M16 " in col0 and "M16" not in col0
+    assert sp.row_values(col0.index("M01") + 1) == [""] * 5  # blank row between speakers
+    texts = sp.col_values(2)
+    assert "Very low (15%)" in texts and "high (93%)" in texts and "not obtained yet" in texts
+    wf = book.sheet_by_name("Word_filename")
+    assert wf.row_values(0) == ["WORD", "FILE NAME"] and wf.nrows == 456
+    assert wf.row_values(1) == ["Three", "D3"]
+
+
+def test_round_trip_of_written_xls(synth_xls):
+    words = read_wordlist(synth_xls)
+    assert words == corpus.builtin_wordlist()
+    assert list(words) == list(corpus.builtin_wordlist())  # file order kept
+    sp = read_speakers(synth_xls)
+    for sid in corpus.DYSARTHRIC_SPEAKERS:
+        assert sp[sid].intelligibility == corpus.SPEAKERS[sid].intelligibility
+        assert sp[sid].level == corpus.level_of(sid)
+        assert sp[sid].diagnosis == corpus.SPEAKERS[sid].diagnosis
+    assert sp["F04"].diagnosis == "Athetoid (or mixed)"  # continued on the next row
+    assert sp["M13"].intelligibility is None and sp["M13"].level is None
+    assert sp["M16"].age == ""
+    assert compare_with_builtin(synth_xls) == []
+
+
+@pytest.mark.parametrize(
+    "text, pct",
+    [("Very low (15%)", 15.0), ("very low (7.4%)", 7.4), ("High (90.4%)", 90.4), ("high (93 %)", 93.0),
+     ("not obtained yet", None), ("", None), ("62", 62.0)],
+)
+def test_parse_intelligibility(text, pct):
+    assert parse_intelligibility(text) == pct
+
+
+def _write_xlsx(path: Path, sheets: dict[str, list[list[str]]]) -> None:
+    """A minimal .xlsx (inline strings) without any writer library."""
+    def col(i: int) -> str:
+        s = ""
+        i += 1
+        while i:
+            i, r = divmod(i - 1, 26)
+            s = chr(65 + r) + s
+        return s
+
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("[Content_Types].xml",
+                   '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+                   '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+                   '<Default Extension="xml" ContentType="application/xml"/>'
+                   '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+                   + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+                             for i in range(1, len(sheets) + 1)) + "</Types>")
+        z.writestr("_rels/.rels",
+                   '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                   '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+        z.writestr("xl/workbook.xml",
+                   '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+                   'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
+                   + "".join(f'<sheet name="{escape(n)}" sheetId="{i}" r:id="rId{i}"/>' for i, n in enumerate(sheets, 1))
+                   + "</sheets></workbook>")
+        z.writestr("xl/_rels/workbook.xml.rels",
+                   '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+                   + "".join(f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet{i}.xml"/>'
+                             for i in range(1, len(sheets) + 1)) + "</Relationships>")
+        for i, rows in enumerate(sheets.values(), 1):
+            body = "".join(
+                f'<row r="{r + 1}">' + "".join(
+                    f'<c r="{col(c)}{r + 1}" t="inlineStr"><is><t xml:space="preserve">{escape(v)}</t></is></c>'
+                    for c, v in enumerate(row) if v != "") + "</row>"
+                for r, row in enumerate(rows))
+            z.writestr(f"xl/worksheets/sheet{i}.xml",
+                       '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+                       f"<sheetData>{body}</sheetData></worksheet>")
+
+
+def test_xlsx_with_offsets_case_and_blank_rows(tmp_path):
+    p = tmp_path / "speaker_wordlist.xlsx"
+    _write_xlsx(p, {
+        "Word_Filename": [["a title"], [], ["word", "File Name"], ["Three", " d3 "], [], ["naturalization", "B1_UW1"]],
+        "SPEAKER": [["", "Demographic information"], [], ["", "", "Speech "],
+                    ["Speaker", "Age", "Intelligibility (%)", "Diagnosis", "Motor Control"], [],
+                    ["M16 ", "", "low (43%)", "Spastic", "x"], [],
+                    ["F04", "18", "mid (62%)", "Athetoid", "y"], ["", "", "", "(or mixed)", ""], [],
+                    ["M13", "44", "not obtained yet", "Spastic", ""], [], ["Note: "], ["i) M01 is a note, not a row"]],
+    })
+    assert read_wordlist(p) == {"D3": "Three", "B1_UW1": "naturalization"}
+    sp = read_speakers(p)
+    assert set(sp) == {"M16", "F04", "M13"}
+    assert sp["M16"].intelligibility == 43.0 and sp["M16"].level == "low"
+    assert sp["F04"].diagnosis == "Athetoid (or mixed)" and sp["F04"].age == "18"
+    assert sp["M13"].intelligibility is None
+
+
+def test_clear_errors_name_the_file(tmp_path):
+    p = tmp_path / "broken.xls"
+    book = xlwt.Workbook()
+    sh = book.add_sheet("Word_filename")
+    sh.write(0, 0, "WORD")
+    sh.write(0, 1, "KEY")
+    sh.write(1, 0, "Three")
+    sh.write(1, 1, "D3")
+    book.save(str(p))
+    with pytest.raises(WordlistError, match=r"broken\.xls.*'FILE NAME'"):
+        read_wordlist(p)
+    with pytest.raises(WordlistError, match=r"broken\.xls: no sheet 'Speaker'"):
+        read_speakers(p)
+    with pytest.raises(FileNotFoundError, match="nowhere.xls"):
+        read_wordlist(tmp_path / "nowhere.xls")
+    (tmp_path / "w.csv").write_text("WORD,FILE NAME\n")
+    with pytest.raises(WordlistError, match="unsupported"):
+        read_wordlist(tmp_path / "w.csv")
+
+
+# --- the real file (shared corpus files) ---------------------------------------------------------
+
+
+def test_real_wordlist_words(real_wordlist):
+    words = read_wordlist(real_wordlist)
+    assert len(words) == 455
+    assert len(set(words.values())) == 449
+    assert {f"L{chr(c)}" for c in range(ord("A"), ord("Z") + 1)} <= set(words)
+    assert words["B1_UW1"] == "naturalization"
+    assert words["D3"] == "Three" and words["LX"] == "X-ray"
+    assert words == corpus.builtin_wordlist()
+
+
+def test_real_wordlist_speakers(real_wordlist):
+    sp = read_speakers(real_wordlist)
+    assert "M16" in sp and not any(k != k.strip() for k in sp)
+    assert sp["M16"].intelligibility == 43.0
+    for sid in corpus.DYSARTHRIC_SPEAKERS:
+        assert sp[sid].intelligibility == pytest.approx(corpus.SPEAKERS[sid].intelligibility)
+        assert sp[sid].level == corpus.level_of(sid)
+    assert sp["F04"].diagnosis == corpus.SPEAKERS["F04"].diagnosis
+    assert sp["M13"].intelligibility is None  # "not obtained yet"
+    assert compare_with_builtin(real_wordlist) == []
+
+
+def test_real_wordlist_read_the_same_by_both_backends(real_wordlist):
+    from uaspeech_prep import wordlist
+
+    assert wordlist._load_calamine(real_wordlist) == wordlist._load_sheets(real_wordlist)
