@@ -20,6 +20,7 @@ from uaspeech_prep.synth.utterance import rng_for, synth_utterance
 def test_engine_is_one_process_level_object():
     assert get_engine() is get_engine()
     assert get_engine().native_rate == 22050
+    assert get_engine().deterministic
 
 
 @pytest.mark.parametrize("word", ["Three", "X-ray", "naturalization", "roly-poly"])
@@ -94,7 +95,7 @@ def test_av_speakers_have_distinct_voices():
 def _logmel(x: np.ndarray) -> np.ndarray:
     _, _, z = stft(x, SAMPLE_RATE, nperseg=512, noverlap=384)
     edges = np.unique(np.geomspace(3, z.shape[0], 25).astype(int))  # log-spaced bands of STFT bins, 94 Hz up
-    bands = np.stack([np.abs(z[lo:hi]).mean(0) for lo, hi in zip(edges[:-1], edges[1:])])
+    bands = np.stack([np.abs(z[lo:hi]).mean(0) for lo, hi in zip(edges[:-1], edges[1:], strict=True)])
     return 20 * np.log10(bands + 1e-4)
 
 
@@ -127,7 +128,7 @@ def test_degradation_grows_from_high_to_very_low():
 def test_level_parameters_are_monotone():
     order = ["high", "mid", "low", "very_low"]
     p = [dg.LEVEL_PARAMS[lv] for lv in order]
-    for a, b in zip(p, p[1:]):
+    for a, b in zip(p, p[1:], strict=False):
         assert b.rate_factor < a.rate_factor and b.stretch >= a.stretch
         assert b.tempo_wobble > a.tempo_wobble and b.tremor_st > a.tremor_st
         assert b.lowpass_hz < a.lowpass_hz and b.smear_hz >= a.smear_hz

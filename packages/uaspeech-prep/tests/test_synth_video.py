@@ -116,7 +116,7 @@ def test_frame_index_matches_video_and_wav_durations(tiny_corpus):
             assert fps == pytest.approx(30.0) and size == FRAME_SIZE
             assert n == rows[-1][2] + 1 + vid.LEAD_FRAMES
             assert rows[0][1] == vid.LEAD_FRAMES
-            for (u, b, e), nxt in zip(rows, rows[1:] + [None]):
+            for (u, b, e), nxt in zip(rows, rows[1:] + [None], strict=True):
                 assert corpus.parse_utt_id(u)[:2] == (spk, blk)
                 assert 0 <= b <= e < n
                 if nxt is not None:

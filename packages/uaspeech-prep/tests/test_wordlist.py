@@ -66,8 +66,16 @@ def test_parse_intelligibility(text, pct):
     assert parse_intelligibility(text) == pct
 
 
+_XML = '<?xml version="1.0" encoding="UTF-8"?>'
+_PKG = "http://schemas.openxmlformats.org/package/2006"
+_OFF = "http://schemas.openxmlformats.org/officeDocument/2006/relationships"
+_SML = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+_CT = "application/vnd.openxmlformats-officedocument.spreadsheetml"
+
+
 def _write_xlsx(path: Path, sheets: dict[str, list[list[str]]]) -> None:
     """A minimal .xlsx (inline strings) without any writer library."""
+
     def col(i: int) -> str:
         s = ""
         i += 1
@@ -76,35 +84,29 @@ def _write_xlsx(path: Path, sheets: dict[str, list[list[str]]]) -> None:
             s = chr(65 + r) + s
         return s
 
+    n = range(1, len(sheets) + 1)
     with zipfile.ZipFile(path, "w") as z:
-        z.writestr("[Content_Types].xml",
-                   '<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
-                   '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+        z.writestr("[Content_Types].xml", _XML + f'<Types xmlns="{_PKG}/content-types">'
+                   f'<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
                    '<Default Extension="xml" ContentType="application/xml"/>'
-                   '<Override PartName="/xl/workbook.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
-                   + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
-                             for i in range(1, len(sheets) + 1)) + "</Types>")
-        z.writestr("_rels/.rels",
-                   '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-                   '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>')
-        z.writestr("xl/workbook.xml",
-                   '<?xml version="1.0" encoding="UTF-8"?><workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
-                   'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>'
-                   + "".join(f'<sheet name="{escape(n)}" sheetId="{i}" r:id="rId{i}"/>' for i, n in enumerate(sheets, 1))
+                   f'<Override PartName="/xl/workbook.xml" ContentType="{_CT}.sheet.main+xml"/>'
+                   + "".join(f'<Override PartName="/xl/worksheets/sheet{i}.xml" ContentType="{_CT}.worksheet+xml"/>'
+                             for i in n) + "</Types>")
+        z.writestr("_rels/.rels", _XML + f'<Relationships xmlns="{_PKG}/relationships">'
+                   f'<Relationship Id="rId1" Type="{_OFF}/officeDocument" Target="xl/workbook.xml"/></Relationships>')
+        z.writestr("xl/workbook.xml", _XML + f'<workbook xmlns="{_SML}" xmlns:r="{_OFF}"><sheets>'
+                   + "".join(f'<sheet name="{escape(name)}" sheetId="{i}" r:id="rId{i}"/>' for i, name in zip(n, sheets, strict=True))
                    + "</sheets></workbook>")
-        z.writestr("xl/_rels/workbook.xml.rels",
-                   '<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
-                   + "".join(f'<Relationship Id="rId{i}" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" Target="worksheets/sheet{i}.xml"/>'
-                             for i in range(1, len(sheets) + 1)) + "</Relationships>")
-        for i, rows in enumerate(sheets.values(), 1):
+        z.writestr("xl/_rels/workbook.xml.rels", _XML + f'<Relationships xmlns="{_PKG}/relationships">'
+                   + "".join(f'<Relationship Id="rId{i}" Type="{_OFF}/worksheet" Target="worksheets/sheet{i}.xml"/>' for i in n)
+                   + "</Relationships>")
+        for i, rows in zip(n, sheets.values(), strict=True):
             body = "".join(
                 f'<row r="{r + 1}">' + "".join(
                     f'<c r="{col(c)}{r + 1}" t="inlineStr"><is><t xml:space="preserve">{escape(v)}</t></is></c>'
                     for c, v in enumerate(row) if v != "") + "</row>"
                 for r, row in enumerate(rows))
-            z.writestr(f"xl/worksheets/sheet{i}.xml",
-                       '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
-                       f"<sheetData>{body}</sheetData></worksheet>")
+            z.writestr(f"xl/worksheets/sheet{i}.xml", _XML + f'<worksheet xmlns="{_SML}"><sheetData>{body}</sheetData></worksheet>')
 
 
 def test_xlsx_with_offsets_case_and_blank_rows(tmp_path):

@@ -137,7 +137,9 @@ def read_wordlist(path: str | os.PathLike) -> dict[str, str]:
         if not key and not word:
             continue
         if not key or not word:
-            raise WordlistError(f"{path}: sheet {WORD_SHEET!r} row {r + 1} has a word without a file name or the reverse: {row!r}")
+            raise WordlistError(
+                f"{path}: sheet {WORD_SHEET!r} row {r + 1} has a word without a file name or the reverse: {row!r}"
+            )
         if key in table and table[key] != word:
             raise WordlistError(f"{path}: key {key!r} appears twice with different words ({table[key]!r}, {word!r})")
         table[key] = word

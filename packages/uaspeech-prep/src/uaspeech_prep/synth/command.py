@@ -27,20 +27,19 @@ def register(subparsers) -> argparse.ArgumentParser:
             "video/<SPK>/<SPK>-<BLK>-DV-1.divx and video/<SPK>/<SPK>_<BLK>_frame_index.txt. "
             "Speech is espeak-ng degraded by intelligibility level; video is a face whose mouth follows the phonemes."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("--output", "-o", required=True, type=Path, help="output directory (the corpus root)")
     p.add_argument("--size", choices=list(SIZES), default="demo",
                    help="tiny: 3 speakers x 3 blocks x 4 words (tests); demo: 12 AV speakers x 3 blocks x 20 words "
-                        "(digits + commands, seen in training); full: all 255 words per block")
-    p.add_argument("--seed", type=int, default=0, help="random seed (same seed and options: same wav bytes and frame indices)")
+                        "(digits + commands, seen in training; the default); full: all 255 words per block")
+    p.add_argument("--seed", type=int, default=0, help="random seed, default 0 (same seed and options: same wav bytes and frame indices)")
     p.add_argument("--speakers", nargs="+", metavar="SPK", default=None,
                    help="speaker ids (space or comma separated) instead of the size's, e.g. M12 F05")
     p.add_argument("--blocks", nargs="+", metavar="BLK", default=None, help="blocks (default B1 B2 B3)")
     p.add_argument("--words-per-block", type=int, default=None,
                    help="number of words per block instead of the size's (first N of digits, commands, letters, "
                         "common words, then the block's uncommon words)")
-    p.add_argument("--mics", nargs="+", metavar="MIC", default=["M5", "M6"], help="microphone channels to write (M2..M8)")
+    p.add_argument("--mics", nargs="+", metavar="MIC", default=["M5", "M6"], help="microphone channels to write (M2..M8), default M5 M6")
     p.add_argument("--jobs", "-j", type=int, default=None,
                    help="worker processes (default: 1 for fewer than 12 speaker-blocks, else min(2, CPU count))")
     p.add_argument("--no-mlf", action="store_true", help="do not write mlf/<SPK>/<SPK>_word.mlf")

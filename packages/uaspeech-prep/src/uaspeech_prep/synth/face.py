@@ -186,45 +186,43 @@ class Face:
         lip_dark = tuple(int(v) for v in lip * 0.72)
         lip_c = tuple(int(v) for v in lip)
         lip_hi = tuple(int(min(255, v * 1.12 + 8)) for v in lip)
-        sh = 4
+        aa, sh = cv2.LINE_AA, 4
         gap = low_in - up_in
+
+        def band(sel: slice, top: np.ndarray, bottom: np.ndarray, color) -> None:
+            """Fill the region between two curves over the x range ``sel``."""
+            xs = x[sel]
+            poly = _poly(np.concatenate([xs, xs[::-1]]), np.concatenate([top[sel], bottom[sel][::-1]]))
+            cv2.fillPoly(patch, [poly], color, aa, sh)
+
         # lips as one outer shape (upper outer -> lower outer)
         outer = _poly(np.concatenate([xo, xo[::-1]]), np.concatenate([up_out, low_out[::-1]]))
-        cv2.fillPoly(patch, [outer], lip_c, cv2.LINE_AA, sh)
-        cv2.polylines(patch, [outer], True, tuple(int(v) for v in lip * 0.85), 2, cv2.LINE_AA, sh)
-        # lower lip highlight
-        hl_y = low_in + 0.45 * (low_out - low_in)
-        cv2.fillPoly(patch, [_poly(np.concatenate([x[8:-8], x[8:-8][::-1]]), np.concatenate([hl_y[8:-8] - 0.7, hl_y[8:-8][::-1] + 0.7]))], lip_hi, cv2.LINE_AA, sh)
+        cv2.fillPoly(patch, [outer], lip_c, aa, sh)
+        cv2.polylines(patch, [outer], True, tuple(int(v) for v in lip * 0.85), 2, aa, sh)
+        hl_y = low_in + 0.45 * (low_out - low_in)  # lower lip highlight
+        band(slice(8, -8), hl_y - 0.7, hl_y + 0.7, lip_hi)
         if gap.max() > 0.6:
-            inner = _poly(np.concatenate([x, x[::-1]]), np.concatenate([up_in, low_in[::-1]]))
-            cv2.fillPoly(patch, [inner], INTERIOR_RGB, cv2.LINE_AA, sh)
-            # tongue low in the mouth
-            t_top = low_in - 0.35 * gap
-            sel = slice(10, -10)
-            cv2.fillPoly(patch, [_poly(np.concatenate([x[sel], x[sel][::-1]]), np.concatenate([np.maximum(t_top[sel], up_in[sel]), low_in[sel][::-1]]))], TONGUE_RGB, cv2.LINE_AA, sh)
+            band(slice(None), up_in, low_in, INTERIOR_RGB)
+            band(slice(10, -10), np.maximum(low_in - 0.35 * gap, up_in), low_in, TONGUE_RGB)  # tongue, low
             teeth = float(p[3])
             if teeth > 0.05:
-                tw = slice(6, -6)
-                th_up = np.minimum(gap[tw] * 0.55, 4.2) * teeth
-                cv2.fillPoly(patch, [_poly(np.concatenate([x[tw], x[tw][::-1]]), np.concatenate([up_in[tw], (up_in[tw] + th_up)[::-1]]))], TEETH_RGB, cv2.LINE_AA, sh)
-                th_lo = np.minimum(gap[tw] * 0.25, 2.2) * teeth
-                cv2.fillPoly(patch, [_poly(np.concatenate([x[tw], x[tw][::-1]]), np.concatenate([low_in[tw] - th_lo, low_in[tw][::-1]]))], TEETH_RGB, cv2.LINE_AA, sh)
+                band(slice(6, -6), up_in, up_in + np.minimum(gap * 0.55, 4.2) * teeth, TEETH_RGB)
+                band(slice(6, -6), low_in - np.minimum(gap * 0.25, 2.2) * teeth, low_in, TEETH_RGB)
             # redraw the lips' inner edges over the interior so the opening has clean lip borders
-            cv2.polylines(patch, [_poly(x, up_in), _poly(x, low_in)], False, lip_dark, 3, cv2.LINE_AA, sh)
+            cv2.polylines(patch, [_poly(x, up_in), _poly(x, low_in)], False, lip_dark, 3, aa, sh)
         else:
-            cv2.polylines(patch, [_poly(x, (up_in + low_in) / 2)], False, (90, 30, 35), 4, cv2.LINE_AA, sh)
+            cv2.polylines(patch, [_poly(x, (up_in + low_in) / 2)], False, (90, 30, 35), 4, aa, sh)
         tuck = float(p[4])
         if tuck > 0.1:  # upper teeth resting on the lower lip
-            tw = slice(12, -12)
-            band = 2.8 * tuck
-            cv2.fillPoly(patch, [_poly(np.concatenate([x[tw], x[tw][::-1]]), np.concatenate([up_in[tw] - 0.2, (up_in[tw] + band)[::-1]]))], TEETH_RGB, cv2.LINE_AA, sh)
-            cv2.polylines(patch, [_poly(x, up_in)], False, lip_dark, 3, cv2.LINE_AA, sh)
+            band(slice(12, -12), up_in - 0.2, up_in + 2.8 * tuck, TEETH_RGB)
+            cv2.polylines(patch, [_poly(x, up_in)], False, lip_dark, 3, aa, sh)
         small = cv2.resize(patch, (px1 - px0, py1 - py0), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), 0.45)
         img[py0:py1, px0:px1] = small
         # 4. per-speaker look
         if look.scale != 1.0 or look.shift != (0.0, 0.0):
-            img = cv2.warpAffine(img, _look_matrix(look), FRAME_SIZE, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+            img = cv2.warpAffine(img, _look_matrix(look), FRAME_SIZE, flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
         if look.blur > 0:
             img = cv2.GaussianBlur(img, (0, 0), look.blur)
         if look.brightness != 1.0:

@@ -153,12 +153,12 @@ class Espeak:
             self._srand.argtypes = [ctypes.c_uint]
         except (OSError, AttributeError):
             self._srand = None
-        self.deterministic = self._private is not None and self._srand is not None
         lib = self._load()
         try:
             self.native_rate = self._rate
         finally:
             self._unload(lib)
+        self.deterministic = self._private is not None and (self._set_rand_seed is not None or self._srand is not None)
 
     def _load(self) -> ctypes.CDLL:
         if self._persistent is not None:

@@ -64,7 +64,7 @@ def synth_utterance(profile: SpeakerProfile, block: str, word_id: str, seed: int
     if peak > PEAK_LIMIT:
         y = y * (PEAK_LIMIT / peak)
     mapped = d.time_map.to_output(times) if len(times) else times
-    phonemes = [(float(t), ph.name) for t, ph in zip(mapped, syn.phonemes)]
+    phonemes = [(float(t), ph.name) for t, ph in zip(mapped, syn.phonemes, strict=True)]
     return Utterance(utt_id=utt_id, word=word, audio=y.astype(np.float32), phonemes=phonemes, rate_wpm=rate)
 
 

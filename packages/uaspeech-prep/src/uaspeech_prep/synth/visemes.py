@@ -8,7 +8,8 @@ opening, 0..1) and ``tuck`` (lower lip raised under the upper teeth, the f/v lab
 Each espeak phoneme name (stress marks ``'`` and ``,`` removed) maps to a viseme class with a
 target shape; diphthongs get two targets (start and glide). Targets are placed inside each phoneme's
 interval, and the trajectory between them is a smooth (cosine) interpolation, lightly low-passed
-(coarticulation); the mouth leaves the rest shape 80 ms before the first phoneme; silences (``_``, ``_:``, and time outside the word) are the closed rest shape.
+(coarticulation); the mouth leaves the rest shape 80 ms before the first phoneme; silences (``_``,
+``_:``, and time outside the word) are the closed rest shape.
 """
 
 from __future__ import annotations
