@@ -116,9 +116,9 @@ def make_tree(root: Path, speaker: str = "F02", blocks=("B1", "B2"), mics=("M5",
     return Tree(root, fps, out, tuple(mics))
 
 
-def write_wordlist_xls(path: Path) -> Path:
+def write_wordlist_xls(path: Path, overrides: dict[str, str] | None = None) -> Path:
     """A ``speaker_wordlist.xls`` in the release's shape (sheets Word_filename and Speaker, the latter with
-    title rows and its header on row 4), from the built-in tables."""
+    title rows and its header on row 4), from the built-in tables (``overrides``: key -> other word)."""
     import xlwt
 
     from uaspeech_prep import corpus
@@ -139,9 +139,36 @@ def write_wordlist_xls(path: Path) -> Path:
     wf = book.add_sheet("Word_filename")
     wf.write(0, 0, "WORD")
     wf.write(0, 1, "FILE NAME")
-    for r, (key, word) in enumerate(corpus.builtin_wordlist().items(), 1):
+    for r, (key, word) in enumerate({**corpus.builtin_wordlist(), **(overrides or {})}.items(), 1):
         wf.write(r, 0, word)
         wf.write(r, 1, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     book.save(str(path))
     return path
+
+
+def animate_head(n_frames: int, fps: float = 30.0, shift_px: float = 14.0, angle_deg: float = 8.0,
+                 zoom: float = 0.06, size: int = 320) -> tuple[list[np.ndarray], np.ndarray]:
+    """The astronaut's head moving on a grey ``size`` x ``size`` canvas: sway left/right by ``shift_px``,
+    nod by half of it, roll by +-``angle_deg`` and zoom by +-``zoom`` (periods 2 s, 1.5 s, 2.5 s, 3 s).
+    Returns (BGR frames, (n, 2, 3) head-photo -> canvas matrices), so that any point of the head photo
+    (e.g. :func:`mouth_in_head`) is known on every frame."""
+    head = head_bgr()
+    hh, hw = head.shape[:2]
+    frames, mats = [], []
+    for i in range(n_frames):
+        t = i / fps
+        ang = angle_deg * np.sin(2 * np.pi * t / 2.5)
+        sc = 1.0 + zoom * np.sin(2 * np.pi * t / 3.0)
+        dx = shift_px * np.sin(2 * np.pi * t / 2.0)
+        dy = 0.5 * shift_px * np.sin(2 * np.pi * t / 1.5)
+        m = cv2.getRotationMatrix2D((hw / 2, hh / 2), ang, sc)
+        m[:, 2] += (size - hw) / 2 + dx, (size - hh) / 2 + dy
+        frames.append(cv2.warpAffine(head, m, (size, size), flags=cv2.INTER_LINEAR, borderValue=(128, 128, 128)))
+        mats.append(m)
+    return frames, np.stack(mats)
+
+
+def apply_affine(m: np.ndarray, pts) -> np.ndarray:
+    p = np.atleast_2d(np.asarray(pts, dtype=np.float64))
+    return p @ m[:, :2].T + m[:, 2]

@@ -104,3 +104,35 @@ def test_index_finds_videos_indexes_and_clips(tmp_path):
     assert idx.blocks[("F02", "B3")].frame_index is None
     assert list(idx.clips) == ["F02_B1_D3"]
     assert [(p.kind, p.severity) for p in idx.problems] == [("bad_clip_name", WARNING)]
+
+
+def test_index_reads_and_cross_checks_the_trees_wordlist(tmp_path):
+    src = tmp_path / "src"
+    _wav(src, "audio/F02/F02_B1_D3_M5.wav")
+    _wav(src, "audio/F02/F02_B2_UW1_M5.wav")
+    fx.write_wordlist_xls(src / "doc" / "speaker_wordlist.xls", overrides={"B2_UW1": "mouthwash"})
+    idx = build_index(src, mics=["all"])
+    assert idx.wordlist_path.name == "speaker_wordlist.xls"
+    assert idx.utterances["F02_B2_UW1"].word == "mouthwash"  # the file wins for words
+    diffs = [p for p in idx.problems if p.kind == "wordlist_differs"]
+    assert len(diffs) == 1 and diffs[0].severity == WARNING and "B2_UW1" in diffs[0].message
+    assert not idx.errors
+    rows = idx.utterances["F02_B1_D3"].rows()
+    assert [(r["mic"], r["word"], r["clip"]) for r in rows] == [("M5", "Three", None)]
+    assert build_index(src, cross_check=False).problems == []
+    # a broken word list: reported, the built-in list is used
+    (src / "doc" / "speaker_wordlist.xls").write_bytes(b"not a workbook")
+    idx = build_index(src)
+    assert [p.kind for p in idx.problems] == ["bad_wordlist"]
+    assert idx.utterances["F02_B2_UW1"].word == "mouth"
+
+
+def test_prepared_trees_vad_folder_is_not_a_variant(tmp_path):
+    src = tmp_path / "prepared"
+    _wav(src, "audio/F02/F02_B1_D3_M5.wav")
+    _wav(src, "audio/vad/F02/F02_B1_D3_M5.wav", 0.1)
+    idx = build_index(src)
+    assert idx.problems == [] and idx.variant is None
+    assert idx.utterances["F02_B1_D3"].duration_s == pytest.approx(0.3)
+    idx = build_index(src, variant="vad")
+    assert idx.utterances["F02_B1_D3"].duration_s == pytest.approx(0.1)

@@ -176,3 +176,28 @@ def test_real_wordlist_read_the_same_by_both_backends(real_wordlist):
     from uaspeech_prep import wordlist
 
     assert wordlist._load_calamine(real_wordlist) == wordlist._load_sheets(real_wordlist)
+
+
+def test_real_wordlist_speaker_table(real_wordlist):
+    from uaspeech_prep.wordlist import load_speakers
+
+    sp = load_speakers(real_wordlist)
+    for sid in corpus.DYSARTHRIC_SPEAKERS:
+        assert sp[sid] == corpus.SPEAKERS[sid]
+    assert sp["M06"].level == "low" and sp["M13"].level is None  # listed, not released with audio
+    assert all(sp[c].is_control for c in corpus.CONTROL_SPEAKERS)
+    assert load_speakers() == corpus.SPEAKERS
+    levels = {lvl: sorted(s for s in corpus.AV_SPEAKERS if sp[s].level == lvl) for lvl in corpus.LEVELS}
+    assert levels == {"very_low": ["M12"], "low": ["F02", "M07", "M16"], "mid": ["F04", "M05", "M11"],
+                      "high": ["F05", "M08", "M09", "M10", "M14"]}
+
+
+def test_real_wordlist_exact_counts(real_wordlist):
+    words = read_wordlist(real_wordlist)
+    assert len(words) == 455 and len(set(words.values())) == 449
+    assert sorted(k for k in words if k.startswith("L")) == [f"L{chr(c)}" for c in range(ord("A"), ord("Z") + 1)]
+    by_cat = {c: sum(1 for k in words if corpus.category_of(k.split("_")[-1]) == c) for c in corpus.CATEGORIES}
+    assert by_cat == {"digit": 10, "letter": 26, "command": 19, "common": 100, "uncommon": 300}
+    dup = sorted({w for w in words.values() if list(words.values()).count(w) > 1})
+    assert dup == ["choking", "equilibrium", "moustache", "powwow", "vouchsafe", "watch"]
+    assert {"able-bodied", "ha-ha", "re-united", "roly-poly", "thirty-five", "X-ray"} <= set(words.values())

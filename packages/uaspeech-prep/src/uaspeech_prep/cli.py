@@ -1,4 +1,4 @@
-"""``uaspeech-prep`` command line: synth | prepare (and --validate-only)."""
+"""``uaspeech-prep`` command line: synth | prepare (and --validate-only) | stats."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from uaspeech_prep.prepare_command import register as register_prepare
+    from uaspeech_prep.stats import register as register_stats
     from uaspeech_prep.synth.command import register as register_synth
 
     parser = argparse.ArgumentParser(
@@ -17,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     register_synth(sub)
     register_prepare(sub)
+    register_stats(sub)
     return parser
 
 

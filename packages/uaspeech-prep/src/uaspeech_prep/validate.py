@@ -1,9 +1,13 @@
-"""``uaspeech-prep prepare --validate-only``: check a prepared tree against its manifest.
+"""``uaspeech-prep prepare --validate-only``: check a prepared tree against its manifest and, when the
+source is given, against the source's corpus index.
 
 Checks per record: required fields and their consistency with the corpus tables (level, split,
-category), every listed wav exists and is readable and non-empty, the clip opens, the ROI opens, is
-96x96, declares ``roi_frames`` frames and ``roi_frames`` is within ``tolerance_s`` of 25 fps x the
-audio duration. Left-over temporary files are reported too. Prints a per-speaker summary table.
+category), every listed wav (and VAD-trimmed wav) exists and is readable and non-empty, the clip opens
+and its length (frames / container fps) is within ``tolerance_s`` of the audio duration, the ROI opens,
+is 96x96 at 25 fps, declares ``roi_frames`` frames and ``roi_frames`` is within ``tolerance_s`` of 25 fps x
+the audio duration. Against the index: every utterance with usable audio has a record, and every
+utterance the source has video for (a frame range in a block's frame index, or an already-cut clip) has
+a clip. Left-over temporary files are reported too. Prints a per-speaker summary table.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class SpeakerStats:
     clips_ok: int = 0
     rois: int = 0
     rois_ok: int = 0
+    missing: int = 0
+    """Utterances of the source index without a manifest record."""
     problems: int = 0
 
 
@@ -56,17 +62,20 @@ class ValidationReport:
         return not self.findings
 
     def table(self) -> str:
-        head = ("speaker", "utts", "audio ok", "clips ok", "rois ok", "problems")
+        head = ("speaker", "utts", "missing", "audio ok", "clips ok", "rois ok", "problems")
         rows = [head]
         tot = SpeakerStats()
+
+        def row(name: str, s: SpeakerStats) -> tuple:
+            return (name, str(s.utterances), str(s.missing), f"{s.audio_ok}/{s.audio_files}", f"{s.clips_ok}/{s.clips}",
+                    f"{s.rois_ok}/{s.rois}", str(s.problems))
+
         for spk in sorted(self.speakers):
             s = self.speakers[spk]
-            rows.append((spk, str(s.utterances), f"{s.audio_ok}/{s.audio_files}", f"{s.clips_ok}/{s.clips}",
-                         f"{s.rois_ok}/{s.rois}", str(s.problems)))
+            rows.append(row(spk, s))
             for k in vars(tot):
                 setattr(tot, k, getattr(tot, k) + getattr(s, k))
-        rows.append(("total", str(tot.utterances), f"{tot.audio_ok}/{tot.audio_files}", f"{tot.clips_ok}/{tot.clips}",
-                     f"{tot.rois_ok}/{tot.rois}", str(tot.problems)))
+        rows.append(row("total", tot))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
                  for r in rows]
@@ -90,7 +99,11 @@ def _check_video_opens(path: Path) -> tuple[object | None, str]:
     return (info, frame), ""
 
 
-def validate_tree(root: str | Path, tolerance_s: float = 0.2) -> ValidationReport:
+def validate_tree(root: str | Path, tolerance_s: float = 0.2, source: str | Path | None = None,
+                  speakers: list[str] | None = None, mics: list[str] | None = None,
+                  variant: str | None = None) -> ValidationReport:
+    """Check the prepared tree ``root``; with ``source``, also against that release's index (restricted to
+    ``speakers`` / ``mics`` / ``variant`` as the preparation was)."""
     root = Path(root)
     rep = ValidationReport(root)
     manifest = root / "manifest.jsonl"
@@ -109,6 +122,8 @@ def validate_tree(root: str | Path, tolerance_s: float = 0.2) -> ValidationRepor
         _check_record(rec, root, rep, tolerance_s, seen, lineno)
     if not seen and not rep.findings:
         rep.findings.append(Finding("-", "empty_manifest", f"{manifest} lists no utterances"))
+    if source is not None:
+        _check_against_index(rep, Path(source), root, speakers, mics, variant)
     for tmp in find_temps(root):
         rep.findings.append(Finding("-", "temp_file", f"left-over temporary file {tmp}"))
     return rep
@@ -163,6 +178,14 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
             continue
         st.audio_ok += 1
 
+    for mic, rel in (rec.get("audio_vad") or {}).items():
+        p = root / rel
+        try:
+            if sf.info(str(p)).frames == 0:
+                bad("empty_audio", f"VAD {mic}: {rel} has no samples")
+        except Exception as e:  # noqa: BLE001 - missing or unreadable
+            bad("missing_audio" if not p.is_file() else "unreadable_audio", f"VAD {mic}: {rel}: {e}")
+
     if rec.get("clip"):
         st.clips += 1
         p = root / rec["clip"]
@@ -173,7 +196,14 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
             if got is None:
                 bad("unreadable_clip", err)
             else:
-                st.clips_ok += 1
+                info, _frame = got
+                dur = float(rec.get("duration_s") or 0.0)
+                clip_s = info.frame_count / info.fps
+                if dur > 0 and abs(clip_s - dur) > tol + 1e-6:
+                    bad("clip_duration", f"{rec['clip']}: {info.frame_count} frames at {info.fps:g} fps = {clip_s:.3f} s "
+                                         f"for {dur:.3f} s of audio (tolerance {tol:g} s)")
+                else:
+                    st.clips_ok += 1
 
     if rec.get("roi"):
         st.rois += 1
@@ -208,9 +238,41 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
     st.problems += len(rep.findings) - n0
 
 
-def run_validate(root: str | Path, tolerance_s: float = 0.2, log=print, max_listed: int = 50) -> int:
-    rep = validate_tree(root, tolerance_s)
-    log(f"validating {Path(root)}")
+def _check_against_index(rep: ValidationReport, source: Path, root: Path, speakers, mics, variant) -> None:
+    from uaspeech_prep.clips import FrameIndexError, parse_frame_index
+    from uaspeech_prep.index import build_index
+
+    idx = build_index(source, speakers=speakers, mics=mics, variant=variant, cross_check=False)
+    records = {}
+    for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+            records[rec["utt_id"]] = rec
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    ranged: set[str] = set()
+    for bv in idx.blocks.values():
+        if bv.video is not None and bv.frame_index is not None:
+            try:
+                ranged.update(r.utt_id for r in parse_frame_index(bv.frame_index))
+            except FrameIndexError:
+                pass  # prepare reports it; no clip is expected from an unusable index
+    for uid, u in idx.utterances.items():
+        rec = records.get(uid)
+        if rec is None:
+            rep.speakers.setdefault(u.speaker, SpeakerStats()).missing += 1
+            rep.speakers[u.speaker].problems += 1
+            rep.findings.append(Finding(uid, "missing_record", f"in the source index ({source}) but not in the manifest"))
+            continue
+        if (uid in ranged or uid in idx.clips) and not rec.get("clip"):
+            rep.speakers.setdefault(u.speaker, SpeakerStats()).problems += 1
+            rep.findings.append(Finding(uid, "missing_clip", "the source has video for it but the manifest has no clip"))
+
+
+def run_validate(root: str | Path, tolerance_s: float = 0.2, log=print, max_listed: int = 50,
+                 source: str | Path | None = None, **index_kw) -> int:
+    rep = validate_tree(root, tolerance_s, source=source, **index_kw)
+    log(f"validating {Path(root)}" + (f" against {source}" if source is not None else ""))
     if rep.speakers:
         log(rep.table())
     for f in rep.findings[:max_listed]:

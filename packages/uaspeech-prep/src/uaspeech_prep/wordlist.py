@@ -226,3 +226,16 @@ def compare_with_builtin(path: str | os.PathLike) -> list[str]:
         if info.intelligibility is None or abs(info.intelligibility - known.intelligibility) > 1e-6:
             problems.append(f"speaker {sid}: file says {info.intelligibility_text!r}, built-in {known.intelligibility}%")
     return problems
+
+
+def load_speakers(path: str | os.PathLike | None = None) -> dict[str, corpus.Speaker]:
+    """Speakers with intelligibility and diagnosis: from the ``Speaker`` sheet of ``path`` when given (the
+    file's speakers, including M06 and M13, which were not released with audio; controls from the built-in
+    table, the sheet lists none), else the built-in :data:`uaspeech_prep.corpus.SPEAKERS`. Compare the two
+    with :func:`compare_with_builtin`."""
+    if path is None:
+        return dict(corpus.SPEAKERS)
+    out = {sid: corpus.Speaker(sid, info.intelligibility, info.diagnosis) for sid, info in read_speakers(path).items()}
+    for sid in corpus.CONTROL_SPEAKERS:
+        out.setdefault(sid, corpus.SPEAKERS[sid])
+    return out
