@@ -151,21 +151,29 @@ def test_open_gates_change_output(location):
 
 
 @torch.no_grad()
-def test_video_padding_changes_nothing():
-    model = av_model(fusion_location="both", soft_fusion_routing=True).double()  # float64: tight tolerance
+@pytest.mark.parametrize("location,routing", CASES[1:])
+def test_video_padding_changes_nothing(location, routing):
+    # The ResNet front-end (3D conv over time) is exercised in the richest case; the others use precomputed
+    # features (faster; the masking in the fused blocks and the router is what they test).
+    pixels = (location, routing) == ("both", True)
+    extra_cfg = {} if pixels else {"video_encoder": "precomputed", "video_dim": 24}
+    model = av_model(fusion_location=location, soft_fusion_routing=routing, **extra_cfg).double()  # float64
     open_gates(model)
     feats, ids, video = inputs(t_a=160, t_v=6)
+    if not pixels:
+        video = video[..., 0, :24]
     feats, video = feats.double(), video.double()
     mask = torch.zeros(2, 6, dtype=torch.bool)
     mask[0, 5:] = True  # sample 0 has 5 real frames
     base = model(feats, ids, video=video, video_padding_mask=mask)
 
-    extra = torch.randn(2, 3, 88, 88, dtype=torch.float64) * 5  # garbage in the padding frames
+    extra = torch.randn(2, 3, *video.shape[2:], dtype=torch.float64) * 5  # garbage in the padding frames
     padded_video = torch.cat([video, extra], dim=1)
     padded_mask = torch.cat([mask, torch.ones(2, 3, dtype=torch.bool)], dim=1)
     padded = model(feats, ids, video=padded_video, video_padding_mask=padded_mask)
     assert (padded.logits - base.logits).abs().max() <= 1e-10
-    assert (padded.route_probs - base.route_probs).abs().max() <= 1e-10
+    if routing:
+        assert (padded.route_probs - base.route_probs).abs().max() <= 1e-10
 
     # garbage inside sample 0's own padding frame changes nothing either
     video2 = video.clone()
@@ -315,8 +323,9 @@ def test_config_validation():
         AVWhisperConfig(fusion_location="none", soft_fusion_routing=True)
     with pytest.raises(ValueError):
         AVWhisperConfig(video_dropout=0.7, audio_dropout=0.5)
-    with pytest.raises(NotImplementedError):
-        AVWhisperConfig(video_encoder="avhubert")
+    with pytest.raises(ValueError, match="avhubert_size"):
+        AVWhisperConfig(video_encoder="avhubert", avhubert_size="huge")
+    assert AVWhisperConfig(video_encoder="avhubert", avhubert_size="large").resolved_video_dim == 1024
     cfg = AVWhisperConfig(fusion_location="decoder", soft_fusion_routing=True)
     assert cfg.fuse_encoder and cfg.fuse_decoder and cfg.resolved_video_dim == 512
     assert AVWhisperConfig.from_dict(cfg.to_dict()) == cfg
@@ -333,3 +342,25 @@ def test_precomputed_video_features():
     feats, ids, _ = inputs(t_a=100)
     out = model(feats, ids, video=torch.randn(2, 7, 24))
     assert out.logits.shape == (2, 5, 96) and model.video_encoder is None
+
+
+@torch.no_grad()
+def test_video_positions_option():
+    """video_positional adds Whisper's sinusoid at each frame's encoder time (frame t -> position 2 t at 25 fps);
+    without it the fused model is invariant to the order of the video frames (attention is a set operation)."""
+    from av_fusion_models import sinusoidal_positions
+
+    model = av_model(fusion_location="decoder", video_encoder="precomputed", video_dim=8, video_positional=True)
+    pos = model.video_positions(3)
+    whisper_table = model.whisper.model.encoder.embed_positions.weight  # Whisper's own sinusoids at 0, 1, 2, ...
+    assert torch.allclose(pos, whisper_table[[0, 2, 4]], atol=1e-5)
+    assert torch.allclose(sinusoidal_positions(torch.tensor([1.5]), 64)[0, 32], torch.cos(torch.tensor(1.5)))
+    open_gates(model)
+    feats, ids, _ = inputs(t_a=100)
+    video = torch.randn(2, 5, 8)
+    perm = torch.tensor([4, 0, 3, 1, 2])
+    with_pos = model(feats, ids, video=video).logits
+    assert (model(feats, ids, video=video[:, perm]).logits - with_pos).abs().max() > 1e-2
+    model.config.video_positional = False
+    no_pos = model(feats, ids, video=video).logits
+    assert (model(feats, ids, video=video[:, perm]).logits - no_pos).abs().max() <= 1e-4

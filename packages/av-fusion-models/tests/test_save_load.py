@@ -100,3 +100,24 @@ def test_from_whisper_path_shares_loaded_weights(tmp_path):
     assert (model(feats, ids, video=torch.randn(1, 4, 88, 88)).logits - ref).abs().max() <= 1e-5
     with pytest.raises(TypeError):
         AVWhisperForConditionalGeneration.from_whisper(tiny_whisper(), AVWhisperConfig(), local_files_only=True)
+
+
+@torch.no_grad()
+def test_from_whisper_hub_name_local_files_only(tmp_path):
+    """A hub name resolves from the local Hugging Face cache with local_files_only=True (no network)."""
+    whisper = tiny_whisper()
+    snapshot = tmp_path / "hub" / "models--openai--whisper-tiny" / "snapshots" / ("0" * 40)
+    whisper.save_pretrained(snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    cfg = AVWhisperConfig(fusion_location="decoder", resnet_width=4)
+    model = AVWhisperForConditionalGeneration.from_whisper(
+        "openai/whisper-tiny", cfg, local_files_only=True, cache_dir=tmp_path / "hub"
+    ).eval()
+    feats, ids = torch.randn(1, 80, 200), torch.randint(3, 96, (1, 4))
+    ref = whisper(input_features=feats, decoder_input_ids=ids).logits
+    assert (model(feats, ids, video=torch.randn(1, 3, 88, 88)).logits - ref).abs().max() <= 1e-5
+    with pytest.raises(OSError):  # not in the cache: an error, not a download
+        AVWhisperForConditionalGeneration.from_whisper(
+            "openai/whisper-base", cfg, local_files_only=True, cache_dir=tmp_path / "hub"
+        )

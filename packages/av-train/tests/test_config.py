@@ -80,3 +80,52 @@ def test_field_table_documents_every_field():
     for name in TrainingConfig.__dataclass_fields__:
         assert f"| `{name}` |" in table
     assert "Whisper hub name" in table
+
+
+UA_CONFIGS = ["audio_ua", "audio_ua_isolated", "av_encoder_ua", "av_decoder_ua", "av_both_ua", "av_soft_ua"]
+
+
+@pytest.mark.parametrize("name", UA_CONFIGS)
+def test_uaspeech_configs_load_as_shipped(name):
+    cfg = load_config(REPO / "configs" / f"{name}.yaml")
+    assert cfg.uaspeech_root == "data/UASpeech-prepared"  # the placeholder docs/CONFIG.md explains
+    assert cfg.model_name == "openai/whisper-small" and cfg.char_level
+    expected = {"audio_ua": "none", "audio_ua_isolated": "none", "av_encoder_ua": "encoder",
+                "av_decoder_ua": "decoder", "av_both_ua": "both", "av_soft_ua": "both"}[name]
+    assert cfg.effective_fusion_location == expected
+
+
+def test_the_workflow_configs_chain_by_seed():
+    audio = load_config(REPO / "configs" / "audio_ua.yaml", {"seed": 4, "train_id": "whisper_en_small_ua_synced12_4"})
+    both = load_config(REPO / "configs" / "av_both_ua.yaml", {"seed": 4})
+    soft = load_config(REPO / "configs" / "av_soft_ua.yaml", {"seed": 4})
+    assert both.resolve_seed_path(both.pt_audio_ckpt) == str(audio.checkpoint_dir / "best.ckpt")
+    assert soft.resolve_seed_path(soft.pt_video_ckpt) == f"weights/checkpoint/{both.train_id}_4/best.ckpt"
+    assert soft.router_train_only and soft.soft_fusion_routing and both.freeze_whisper
+
+
+def test_docs_config_md_is_up_to_date():
+    from av_train.docgen import config_markdown
+
+    doc = (REPO / "docs" / "CONFIG.md").read_text(encoding="utf-8")
+    assert doc == config_markdown(), "docs/CONFIG.md is stale: run `uv run python -m av_train.docgen`"
+    for name in UA_CONFIGS:
+        assert f"configs/{name}.yaml" in doc
+
+
+def test_every_field_has_a_meaning():
+    rows = [r for r in describe_fields().splitlines()[2:]]
+    assert len(rows) == len(TrainingConfig.__dataclass_fields__)
+    assert all(not r.rstrip().endswith("|  |") for r in rows), [r for r in rows if r.rstrip().endswith("|  |")]
+
+
+def test_precision_is_checked_and_auto_resolves():
+    from av_train.pipeline import resolve_precision
+
+    with pytest.raises(ConfigError, match=r"'precision' must be one of .* Did you mean 'bf16-mixed'"):
+        from_dict(base(precision="bf16-mixd"))
+    assert resolve_precision("16-mixed") == "16-mixed"
+    import torch
+
+    if not torch.cuda.is_available():
+        assert resolve_precision("auto") == "32-true"

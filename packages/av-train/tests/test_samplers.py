@@ -43,3 +43,37 @@ def test_weighted_sampler_follows_weights():
     assert len(drawn) == 20 and all(i >= 10 for i in drawn)
     with pytest.raises(ValueError, match="speaker_weights"):
         WeightedBatchSampler([0.0, 0.0], 2)
+
+
+def test_lightning_epoch_hook_reaches_the_batch_sampler():
+    # Lightning calls set_epoch only on dataloader.sampler and dataloader.batch_sampler.sampler.
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+    from torch.utils.data import DataLoader
+
+    s = RandomBatchSampler(10, 4, seed=0)
+    _set_sampler_epoch(DataLoader(list(range(10)), batch_sampler=s, collate_fn=list), 3)
+    assert s.epoch == 3 and {e for b in s for _, e in b} == {3}
+
+
+@pytest.mark.parametrize("make", [
+    lambda: RandomBatchSampler(10, 3, seed=2),                       # 4 batches
+    lambda: WeightedBatchSampler([1.0] * 7, 2, seed=2),             # 4 batches
+    lambda: DurationBatchSampler([0.5, 2.9, 1.0, 1.2, 0.7, 3.5, 1.1, 0.9], 4.0, seed=2),  # 4 batches
+])
+@pytest.mark.parametrize("world", [2, 3])
+def test_shards_cover_every_batch_with_equal_step_counts(make, world):
+    full = _indices(make())
+    shards = [_indices(make().shard(world, r)) for r in range(world)]
+    steps = -(-len(full) // world)
+    assert all(len(sh) == steps for sh in shards)           # DDP needs the same number of steps per rank
+    assert all(len(make().shard(world, r)) == steps for r in range(world))
+    # rank r takes batches r, r + world, ... of the padded list; padding repeats the first batches
+    padded = [full[k % len(full)] for k in range(steps * world)]
+    for r, sh in enumerate(shards):
+        assert sh == padded[r::world]
+    assert sorted(map(tuple, full)) == sorted({tuple(b) for sh in shards for b in sh})
+
+
+def test_bad_shard_is_an_error():
+    with pytest.raises(ValueError, match="rank 2 of 2"):
+        RandomBatchSampler(4, 2).shard(2, 2)

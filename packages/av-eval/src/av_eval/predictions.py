@@ -12,12 +12,24 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Prediction:
+    """One recognised utterance. ``route_probs`` are the soft router's
+    (P(encoder only), P(decoder only), P(both)) for this utterance, when the model has a router."""
+
     utt_id: str
     reference: str
     hypothesis: str
     speaker: str | None = None
     level: str | None = None
     category: str | None = None
+    route_probs: tuple[float, ...] | None = None
+
+    def to_record(self) -> dict:
+        rec = asdict(self)
+        if rec["route_probs"] is None:
+            del rec["route_probs"]  # only models with a router have them
+        else:
+            rec["route_probs"] = [round(float(x), 6) for x in rec["route_probs"]]
+        return rec
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -36,13 +48,15 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 
 def write_predictions(path: str | Path, preds: Iterable[Prediction]) -> Path:
-    return atomic_write_text(path, "".join(json.dumps(asdict(p), ensure_ascii=False) + "\n" for p in preds))
+    return atomic_write_text(path, "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in preds))
 
 
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Read a predictions .jsonl file; errors name the file, the line and what is wrong."""
     path = Path(path)
     known = {f.name for f in fields(Prediction)}
+    if not path.is_file():
+        raise ValueError(f"no predictions file at {path}")
     out: list[Prediction] = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
@@ -55,5 +69,10 @@ def read_predictions(path: str | Path) -> list[Prediction]:
             missing = {"utt_id", "reference", "hypothesis"} - set(rec)
             if missing:
                 raise ValueError(f"{path}:{lineno}: missing field(s) {sorted(missing)}")
+            for key in ("utt_id", "reference", "hypothesis"):
+                if not isinstance(rec[key], str):
+                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {rec[key]!r}")
+            if rec.get("route_probs") is not None:
+                rec["route_probs"] = tuple(float(x) for x in rec["route_probs"])
             out.append(Prediction(**{k: v for k, v in rec.items() if k in known}))
     return out

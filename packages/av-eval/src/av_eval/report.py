@@ -5,11 +5,16 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from av_eval.metrics import LEVELS, Report
 from av_eval.predictions import atomic_write_text
+
+if TYPE_CHECKING:
+    from av_eval.aggregate import SeedSummary
 
 METRICS = ("wer", "cer", "wsr")
 
@@ -39,18 +44,12 @@ def comparison_table(reports: Mapping[str, Report], metrics: tuple[str, ...] = M
     header = "| level | " + " | ".join(f"{run} {m.upper()}" for m in metrics for run in runs) + " |"
     sep = "|---|" + "---:|" * (len(runs) * len(metrics))
     lines = [header, sep]
-    for level in (*LEVELS, "total", "macro"):
+    extra = ("seen", "unseen") if any(r.per_seen for r in reports.values()) else ()
+    for level in (*LEVELS, "total", "macro", *extra):
         cells = []
         for m in metrics:
             for run in runs:
-                r = reports[run]
-                if level == "total":
-                    v = getattr(r.total, m)
-                elif level == "macro":
-                    v = r.macro.get(m)
-                else:
-                    s = r.per_level.get(level)
-                    v = None if s is None else getattr(s, m)
+                v = reports[run].value(level, m)
                 cells.append("-" if v is None else f"{100 * v:.1f}")
         lines.append(f"| {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -87,3 +86,136 @@ def plot_levels(reports: Mapping[str, Report], path: str | Path, metric: str = "
     plt.close(fig)
     tmp.replace(path)
     return path
+
+
+# --- several runs, seeds, noise and routing ---------------------------------------------------
+def _save(fig, path: str | Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_levels_ci(summaries: Mapping[str, "SeedSummary"], path: str | Path, metric: str = "wer") -> Path:
+    """Per-level bars of the seed mean of ``metric`` with 95% confidence intervals, one bar per run
+    (e.g. audio vs AV encoder / decoder / both / soft side by side)."""
+    import numpy as np
+
+    plt = _pyplot()
+    groups = [g for g in (*LEVELS, "total") if any(g in s.stats for s in summaries.values())]
+    x = np.arange(len(groups))
+    width = 0.8 / max(1, len(summaries))
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(groups), 3.8), dpi=120)
+    for k, (name, s) in enumerate(summaries.items()):
+        means = [100 * s.stats[g][metric].mean if g in s.stats else 0.0 for g in groups]
+        errs = [100 * s.stats[g][metric].half_width if g in s.stats else 0.0 for g in groups]
+        errs = [0.0 if math.isnan(e) else e for e in errs]  # one seed: no interval
+        n = max((s.stats[g][metric].n for g in groups if g in s.stats), default=0)
+        bars = ax.bar(x + (k - (len(summaries) - 1) / 2) * width, means, width, yerr=errs, capsize=3,
+                      label=f"{name} (n={n})")
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_xticks(x, [g.replace("_", " ") for g in groups])
+    ax.set_ylabel(f"{metric.upper()} (%)")
+    ax.set_title(f"{metric.upper()} per intelligibility level (seed mean, 95% CI)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def summary_table(summaries: Mapping[str, "SeedSummary"], metrics: tuple[str, ...] = ("wer",),
+                  groups: tuple[str, ...] = (*LEVELS, "total", "macro")) -> str:
+    """Markdown table for a paper: one row per run, one column per level and metric,
+    "mean ± CI half-width" in percent (just the value for one seed)."""
+    cols = [(g, m) for m in metrics for g in groups if any(g in s.stats for s in summaries.values())]
+    lines = ["| run | n | " + " | ".join(f"{g.replace('_', ' ')} {m.upper()}" for g, m in cols) + " |",
+             "|---|---:|" + "---:|" * len(cols)]
+    for name, s in summaries.items():
+        n = s.stats["total"][metrics[0]].n if "total" in s.stats else len(s.runs)
+        cells = []
+        for g, m in cols:
+            st = s.stats.get(g, {}).get(m)
+            if st is None:
+                cells.append("-")
+            elif st.n > 1:
+                cells.append(f"{100 * st.mean:.1f} ± {100 * st.half_width:.1f}")
+            else:
+                cells.append(f"{100 * st.mean:.1f}")
+        lines.append(f"| {name} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def route_probs_per_level(preds) -> dict[str, list[float]] | None:
+    """Mean (P(encoder only), P(decoder only), P(both)) per level over predictions that carry
+    route probabilities; None when none do (the model had no router)."""
+    sums: dict[str, list[float]] = {}
+    counts: dict[str, int] = {}
+    for p in preds:
+        if p.route_probs is None or p.level is None:
+            continue
+        acc = sums.setdefault(p.level, [0.0] * len(p.route_probs))
+        for i, v in enumerate(p.route_probs):
+            acc[i] += v
+        counts[p.level] = counts.get(p.level, 0) + 1
+    if not sums:
+        return None
+    return {lvl: [v / counts[lvl] for v in sums[lvl]] for lvl in LEVELS if lvl in sums}
+
+
+ROUTE_NAMES = ("encoder only", "decoder only", "both")
+
+
+def plot_route_probs(routes: Mapping[str, Mapping[str, Sequence[float]]], path: str | Path) -> Path:
+    """Stacked bars of the router's mean route probabilities per level, one panel per run."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(routes), figsize=(1.5 + 3.2 * len(routes), 3.6), dpi=120, squeeze=False)
+    for ax, (name, per_level) in zip(axes[0], routes.items()):
+        levels = [lvl for lvl in LEVELS if lvl in per_level]
+        bottom = [0.0] * len(levels)
+        for i, route in enumerate(ROUTE_NAMES):
+            vals = [per_level[lvl][i] for lvl in levels]
+            ax.bar([lvl.replace("_", " ") for lvl in levels], vals, bottom=bottom, label=route)
+            bottom = [b + v for b, v in zip(bottom, vals)]
+        ax.set_ylim(0, 1)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel("mean route probability")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_wer_vs_snr(curves: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+                    metric: str = "wer") -> Path:
+    """WER vs SNR: ``curves[run][snr_label][group]`` (snr_label 'clean' or a number of dB; group a
+    level or 'total'). One panel per group, one line per run; 'clean' is drawn at the right end."""
+    plt = _pyplot()
+    groups = [g for g in (*LEVELS, "total") if any(g in by for c in curves.values() for by in c.values())]
+    fig, axes = plt.subplots(1, len(groups), figsize=(1.2 + 3.0 * len(groups), 3.4), dpi=120, squeeze=False,
+                             sharey=True)
+    labels = sorted({s for c in curves.values() for s in c}, key=lambda s: float("inf") if s == "clean" else float(s))
+    xs = {s: i for i, s in enumerate(labels)}
+    for ax, g in zip(axes[0], groups):
+        for name, c in curves.items():
+            pts = [(xs[s], 100 * c[s][g]) for s in labels if s in c and g in c[s]]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+        ax.set_xticks(range(len(labels)), [s if s == "clean" else f"{float(s):g}" for s in labels])
+        ax.set_xlabel("SNR (dB)")
+        ax.set_title(g.replace("_", " "))
+    axes[0][0].set_ylabel(f"{metric.upper()} (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -2,7 +2,15 @@
 
 __version__ = "0.1.0"
 
-from .configuration import FUSION_LOCATIONS, VIDEO_ENCODERS, AVWhisperConfig
+from .avhubert import (
+    AVHubertConfig,
+    AVHubertLoadReport,
+    AVHubertVideoEncoder,
+    load_avhubert_checkpoint,
+    read_avhubert_state_dict,
+)
+from .configuration import AVHUBERT_SIZES, FUSION_LOCATIONS, VIDEO_ENCODERS, AVWhisperConfig
+from .constrained import TokenTrie, word_target_text
 from .features import SILENCE_LOG_MEL, log_mel, log_mel_pad_value, num_log_mel_frames, pad_log_mel_batch
 from .freezing import (
     count_parameters,
@@ -23,6 +31,7 @@ from .modeling_av_whisper import (
     sinusoidal_positions,
 )
 from .router import ROUTES, FusionRouter, RouterOutput, masked_mean_std
+from .safe_checkpoint import OpaqueObject, UnsafeCheckpointError, load_untrusted_checkpoint
 from .video_resnet import ResNetVideoEncoder
 from .video_transforms import (
     VIDEO_MEAN,
@@ -35,6 +44,17 @@ from .video_transforms import (
 
 __all__ = [
     "__version__",
+    "AVHUBERT_SIZES",
+    "AVHubertConfig",
+    "AVHubertLoadReport",
+    "AVHubertVideoEncoder",
+    "OpaqueObject",
+    "TokenTrie",
+    "UnsafeCheckpointError",
+    "load_avhubert_checkpoint",
+    "load_untrusted_checkpoint",
+    "read_avhubert_state_dict",
+    "word_target_text",
     "AVWhisperConfig",
     "AVWhisperForConditionalGeneration",
     "AVWhisperOutput",

@@ -17,8 +17,11 @@ from typing import Any
 FUSION_LOCATIONS = ("none", "encoder", "decoder", "both")
 # "resnet": AV-HuBERT-shaped 3D-conv + ResNet-18 front-end trained from pixels.
 # "precomputed": no video module; `video` is already a feature sequence [B, T_v, video_dim]
-#                (e.g. AV-HuBERT features extracted offline). An AV-HuBERT port plugs in here later.
-VIDEO_ENCODERS = ("resnet", "precomputed")
+#                (e.g. AV-HuBERT features extracted offline).
+# "avhubert":    pure-PyTorch port of AV-HuBERT's video path (ResNet front-end + transformer), loadable
+#                from the official fairseq checkpoints (`avhubert_checkpoint`).
+VIDEO_ENCODERS = ("resnet", "precomputed", "avhubert")
+AVHUBERT_SIZES = ("base", "large", "tiny")
 MODEL_TYPE = "av_whisper"
 
 
@@ -55,6 +58,12 @@ class AVWhisperConfig:
             inputs must be exactly 3000 frames, as in Hugging Face's WhisperEncoder.
         video_dropout, audio_dropout: per-sample modality dropout probabilities (training mode
             only). A sample never loses both modalities; `video_dropout + audio_dropout <= 1`.
+        avhubert_size: `"base"` (768-d, 12 layers), `"large"` (1024-d, 24 layers) or `"tiny"`
+            (random-init test size) for `video_encoder="avhubert"`.
+        avhubert_checkpoint: path of an official AV-HuBERT fairseq checkpoint (self-supervised or
+            fine-tuned); loaded (safely, no code executed) by `AVWhisperForConditionalGeneration.from_whisper`,
+            not by `from_pretrained` (whose safetensors already hold the weights).
+        avhubert_layers: keep only the first n AV-HuBERT transformer layers (None: all).
     """
 
     fusion_location: str = "decoder"
@@ -76,14 +85,21 @@ class AVWhisperConfig:
     cut_encoder_positions: bool = True
     video_dropout: float = 0.0
     audio_dropout: float = 0.0
+    avhubert_size: str = "base"
+    avhubert_checkpoint: str | None = None
+    avhubert_layers: int | None = None
 
     def __post_init__(self) -> None:
         if self.fusion_location not in FUSION_LOCATIONS:
             raise ValueError(f"fusion_location must be one of {FUSION_LOCATIONS}, got {self.fusion_location!r}")
-        if self.video_encoder == "avhubert":
-            raise NotImplementedError(
-                "video_encoder='avhubert' is not available yet; use 'resnet', or 'precomputed' with "
-                "AV-HuBERT features extracted offline"
+        if self.avhubert_size not in AVHUBERT_SIZES:
+            raise ValueError(f"avhubert_size must be one of {AVHUBERT_SIZES}, got {self.avhubert_size!r}")
+        if self.avhubert_layers is not None and self.avhubert_layers < 0:
+            raise ValueError("avhubert_layers must be >= 0 (or None for all layers)")
+        if self.video_encoder == "avhubert" and self.video_dim is not None and self.video_dim != self._avhubert_dim():
+            raise ValueError(
+                f"video_dim={self.video_dim} does not match AV-HuBERT {self.avhubert_size}'s output size "
+                f"{self._avhubert_dim()}; leave video_dim=None"
             )
         if self.video_encoder not in VIDEO_ENCODERS:
             raise ValueError(f"video_encoder must be one of {VIDEO_ENCODERS}, got {self.video_encoder!r}")
@@ -132,7 +148,19 @@ class AVWhisperConfig:
             return self.video_dim
         if self.video_encoder == "resnet":
             return 8 * self.resnet_width
+        if self.video_encoder == "avhubert":
+            return self._avhubert_dim()
         raise ValueError("video_dim is unknown for this video encoder")
+
+    def avhubert_config(self):
+        """The `AVHubertConfig` of the AV-HuBERT video encoder this config describes."""
+        from .avhubert import AVHubertConfig
+
+        overrides = {} if self.avhubert_layers is None else {"layers": self.avhubert_layers}
+        return AVHubertConfig.preset(self.avhubert_size, **overrides)
+
+    def _avhubert_dim(self) -> int:
+        return {"base": 768, "large": 1024, "tiny": 64}[self.avhubert_size]
 
     # ------------------------------------------------------------- (de)serialise
     def to_dict(self) -> dict[str, Any]:

@@ -43,7 +43,9 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 from transformers.models.whisper.modeling_whisper import shift_tokens_right
 from transformers.utils import ModelOutput
 
+from .avhubert import AVHubertLoadReport, AVHubertVideoEncoder, load_avhubert_checkpoint
 from .configuration import AVWhisperConfig
+from .constrained import TokenTrie
 from .gated_xattn import GatedCrossAttentionBlock
 from .router import FusionRouter, RouterOutput
 from .video_resnet import ResNetVideoEncoder
@@ -114,6 +116,8 @@ def build_video_encoder(config: AVWhisperConfig) -> nn.Module | None:
         return None
     if config.video_encoder == "resnet":
         return ResNetVideoEncoder(width=config.resnet_width, relu_type=config.resnet_relu_type)
+    if config.video_encoder == "avhubert":
+        return AVHubertVideoEncoder(config.avhubert_config())
     raise NotImplementedError(f"video encoder {config.video_encoder!r}")
 
 
@@ -174,6 +178,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         wcfg = whisper.config
         d_model = wcfg.d_model
         self.video_encoder_frozen = False
+        self.video_encoder_load_report: AVHubertLoadReport | None = None
 
         self.video_encoder = build_video_encoder(config)
         self.video_proj = nn.Linear(config.resolved_video_dim, d_model) if config.uses_video else None
@@ -224,16 +229,24 @@ class AVWhisperForConditionalGeneration(nn.Module):
     def from_whisper(
         cls, whisper: WhisperForConditionalGeneration | str | os.PathLike, config: AVWhisperConfig | None = None, **kwargs
     ) -> AVWhisperForConditionalGeneration:
-        """Wrap a Whisper model (instance, local path or hub name; `kwargs` go to
-        `WhisperForConditionalGeneration.from_pretrained`, e.g. `local_files_only=True`).
+        """Wrap a Whisper model (instance, local path or hub name such as "openai/whisper-tiny.en";
+        `kwargs` go to `WhisperForConditionalGeneration.from_pretrained`, e.g. `local_files_only=True`).
 
-        An instance is modified in place (its layers are wrapped) and its weights are shared.
+        An instance is modified in place (its layers are wrapped) and its weights are shared. With
+        `config.video_encoder="avhubert"` and `config.avhubert_checkpoint` set, the official AV-HuBERT
+        checkpoint is loaded into the video encoder (strictly; the report is kept in
+        `model.video_encoder_load_report`).
         """
         if not isinstance(whisper, WhisperForConditionalGeneration):
             whisper = WhisperForConditionalGeneration.from_pretrained(whisper, **kwargs)
         elif kwargs:
             raise TypeError(f"unexpected arguments for a model instance: {sorted(kwargs)}")
-        return cls(config or AVWhisperConfig(), whisper)
+        model = cls(config or AVWhisperConfig(), whisper)
+        cfg = model.config
+        if cfg.video_encoder == "avhubert" and cfg.avhubert_checkpoint and model.video_encoder is not None:
+            model.video_encoder_load_report = load_avhubert_checkpoint(model.video_encoder, cfg.avhubert_checkpoint)
+            model.video_encoder.to(device=model.device, dtype=model.dtype)
+        return model
 
     # --------------------------------------------------------------------------- utilities
     @property
@@ -301,7 +314,12 @@ class AVWhisperForConditionalGeneration(nn.Module):
         # Padding frames are zeroed before the front-end: its 3D conv zero-pads in time, so valid
         # frames then see exactly what they would see without the padding.
         video = video.to(self.dtype).masked_fill(pad, 0.0)
-        feats = self.video_encoder(video) if self.video_encoder is not None else video  # [B, T_v, video_dim]
+        if self.video_encoder is None:
+            feats = video  # precomputed [B, T_v, video_dim]
+        elif isinstance(self.video_encoder, AVHubertVideoEncoder):
+            feats = self.video_encoder(video, video_padding_mask)  # its transformer masks the padding
+        else:
+            feats = self.video_encoder(video)  # [B, T_v, video_dim]
         projected = self.video_proj(feats)  # [B, T_v, D]
         projected = projected.masked_fill(video_padding_mask[..., None], 0.0)
         return projected, video_padding_mask
@@ -488,6 +506,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         length_penalty: float = 1.0,
         suppress_tokens: list[int] | None = None,
         input_lengths: torch.Tensor | None = None,
+        constraint: TokenTrie | None = None,
         **kwargs,
     ) -> torch.Tensor:
         """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache.
@@ -501,6 +520,10 @@ class AVWhisperForConditionalGeneration(nn.Module):
             (default: Whisper's eos; an id that never occurs, e.g. -1, disables stopping). No token
             is suppressed unless listed in `suppress_tokens`. Beam scores are sum of log-probs divided
             by (number of generated tokens) ** length_penalty.
+
+        `constraint` (a `TokenTrie`, e.g. `TokenTrie.from_words(tokenizer, words, char_level=True)`)
+        restricts the tokens after the prompt to one allowed sequence followed by end-of-text; with
+        beam search the scores stay the model's own log-probabilities (masked after the log-softmax).
 
         The encoder, video front-end and router run once; the video states (and the decoder
         fusion scale) are repeated per beam and passed to every decoder step. Modality dropout
@@ -528,6 +551,10 @@ class AVWhisperForConditionalGeneration(nn.Module):
             input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
         )
         encoder_hidden = self.encode(fusion.input_features, fusion)
+        if constraint is not None and not eos_ids:
+            raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
+        self._constraint = constraint
+        self._prompt_len = decoder_input_ids.shape[1]
         if num_beams <= 1:
             return self._greedy(
                 decoder_input_ids, encoder_hidden, fusion, max_new_tokens, eos_ids, pad_token_id, suppress_tokens
@@ -550,13 +577,22 @@ class AVWhisperForConditionalGeneration(nn.Module):
             logits[:, list(suppress_tokens)] = -float("inf")
         return logits
 
+    def _constrain(self, scores: torch.Tensor, ids: torch.Tensor, eos: list[int]) -> torch.Tensor:
+        """-inf for tokens the vocabulary constraint (if any) forbids after ids [N, P + G]. scores [N, V]"""
+        constraint = getattr(self, "_constraint", None)
+        if constraint is None:
+            return scores
+        allowed = constraint.allowed_mask(ids[:, self._prompt_len :], scores.shape[-1], eos)
+        return scores.masked_fill(~allowed, -float("inf"))
+
     def _greedy(self, ids, encoder_hidden, fusion, max_new_tokens, eos, pad, suppress_tokens) -> torch.Tensor:
         dec_kwargs = fusion.kwargs("decoder") if self.config.fuse_decoder else {}
         finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
         step_input, cache = ids, None
         for _ in range(max_new_tokens):
             hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
-            next_tokens = self._next_token_logits(hidden, suppress_tokens).argmax(dim=-1)  # [B]
+            logits = self._constrain(self._next_token_logits(hidden, suppress_tokens), ids, eos)
+            next_tokens = logits.argmax(dim=-1)  # [B]
             next_tokens = torch.where(finished, torch.full_like(next_tokens, pad), next_tokens)
             ids = torch.cat([ids, next_tokens[:, None]], dim=1)
             if eos:
@@ -589,11 +625,12 @@ class AVWhisperForConditionalGeneration(nn.Module):
         for step in range(max_new_tokens):
             hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
             logprobs = F.log_softmax(self._next_token_logits(hidden, suppress_tokens), dim=-1)  # [B*K, V]
+            logprobs = self._constrain(logprobs, ids, eos)
             vocab = logprobs.shape[-1]
             cand = (beam_scores.view(-1, 1) + logprobs).view(bsz, k * vocab)
             top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
             top_src, top_tok = top_idx // vocab, top_idx % vocab
-            next_scores = torch.zeros(bsz, k, device=device)
+            next_scores = torch.full((bsz, k), -float("inf"), device=device)  # unfilled beams stay dead
             next_tokens = torch.full((bsz, k), pad, dtype=torch.long, device=device)
             next_src = torch.arange(k, device=device).repeat(bsz, 1)
             gen_len = step + 1
@@ -603,6 +640,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
                 j = 0
                 for rank in range(top_scores.shape[1]):
                     score, tok, src = float(top_scores[b, rank]), int(top_tok[b, rank]), int(top_src[b, rank])
+                    if score == -float("inf"):
+                        break  # sorted: only forbidden / dead candidates follow
                     if tok in eos:
                         if rank < k:
                             seq = torch.cat([ids[b * k + src], ids.new_tensor([tok])])
@@ -612,7 +651,9 @@ class AVWhisperForConditionalGeneration(nn.Module):
                     j += 1
                     if j == k:
                         break
-                if len(hyps[b]) >= k:
+                if j == 0:
+                    done[b] = True  # no live beam left (a constraint allowed nothing but end-of-text)
+                elif len(hyps[b]) >= k:
                     best_running = float(next_scores[b, 0]) / gen_len**length_penalty
                     if hyps[b][-1][0] >= best_running:
                         done[b] = True
@@ -629,7 +670,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
         for b in range(bsz):
             if not done[b]:
                 for j in range(k):
-                    add_hyp(b, float(beam_scores[b, j]) / max(n_steps, 1) ** length_penalty, ids[b * k + j])
+                    if beam_scores[b, j] > -float("inf") or not hyps[b]:
+                        add_hyp(b, float(beam_scores[b, j]) / max(n_steps, 1) ** length_penalty, ids[b * k + j])
             best.append(hyps[b][0][1])
         width = max(seq.shape[0] for seq in best)
         out = torch.full((bsz, width), pad, dtype=torch.long, device=device)

@@ -1,4 +1,4 @@
-"""``av-train CONFIG [key=value ...]`` (also ``python -m av_train.cli``)."""
+"""``av-train CONFIG [key=value ...]`` (also ``python -m av_train.cli`` and ``python -m av_train``)."""
 
 from __future__ import annotations
 

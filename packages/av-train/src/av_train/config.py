@@ -40,13 +40,17 @@ class TrainingConfig:
     microphones: list[str] = field(default_factory=lambda: ["M5"])
     """Microphone channels to train on (each channel of an utterance is one training sample); the
     first one is used for validation and test."""
-    vocabulary: Literal["all", "common"] = "all"
-    """``common``: only the 155 words shared by all blocks (digits, letters, commands, common words)."""
+    vocabulary: Literal["all", "common", "seen", "unseen"] = "all"
+    """``common``: only the 155 words shared by all blocks (digits, letters, commands, common words).
+    ``seen`` / ``unseen``: train on everything, test only on B2 words that do / do not occur in B1 or B3
+    (the usual unseen-word evaluation; see docs/UASpeech.md)."""
     max_train_samples: int | None = None
     """Cap the training set (after shuffling with the seed); for quick experiments."""
 
     # --- model -----------------------------------------------------------------------------------
     modality: Literal["audio", "audio_visual"] = "audio"
+    """``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips.
+    ``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips."""
     model_name: str = "openai/whisper-small"
     """Whisper hub name (e.g. ``openai/whisper-small``) or a local HF model folder."""
     local_model_only: bool = False
@@ -59,23 +63,43 @@ class TrainingConfig:
     fusion_location: Literal["encoder", "decoder", "both"] | None = None
     """Where gated cross-attention to video sits (audio_visual only; default ``decoder``)."""
     video_encoder: Literal["resnet", "avhubert"] = "resnet"
+    """Video front-end: ``resnet`` (3D conv + ResNet-18 on the 88x88 lip crops, trained from pixels) or
+    ``avhubert``."""
+    avhubert_size: Literal["base", "large", "tiny"] = "base"
+    """AV-HuBERT size when ``video_encoder: avhubert`` (Base: 12 layers, 768-d; Large: 24 layers, 1024-d);
+    its official fairseq checkpoint goes in ``video_encoder_ckpt``. ``tiny`` is a randomly initialised test size."""
     resnet_width: int = 64
     """Base width of the ResNet-18 video trunk (64 = AV-HuBERT's front-end; smaller for CPU demos)."""
     video_encoder_ckpt: str | None = None
+    """Weights for the video front-end. ``resnet``: a safetensors file, a state dict or an audio-visual run's
+    checkpoint (keys ``model.video_encoder.*``). ``avhubert``: an official AV-HuBERT fairseq checkpoint,
+    self-supervised or fine-tuned. Loaded strictly, without executing code."""
     freeze_video_encoder: bool = False
+    """Keep the video front-end fixed (weights and BatchNorm statistics)."""
     video_positional: bool = True
+    """Add sinusoidal time positions (on Whisper's 50 Hz axis) to the projected video features."""
     xattn_heads: int | None = None
+    """Heads of the gated cross-attention (default: Whisper's attention heads)."""
     pt_audio_ckpt: str | None = None
     """Audio-only checkpoint that initialises the (AV) Whisper backbone. ``{seed}`` -> seed index."""
     pt_video_ckpt: str | None = None
     """Audio-visual checkpoint to start from (resume / soft-routing init). ``{seed}`` -> seed index."""
     freeze_whisper: bool = False
+    """Freeze Whisper's own weights (the fusion blocks, video encoder and router still train)."""
     unfreeze_mlp_layers: bool = False
+    """With freeze_whisper: also train the encoder and decoder feed-forward layers (fc1, fc2)."""
     soft_fusion_routing: bool = False
+    """A FusionRouter predicts per sample P(encoder only), P(decoder only), P(both) and scales the encoder and
+    decoder fusion (fusion blocks in both)."""
     routing_hidden_dim: int = 256
+    """Hidden size of the FusionRouter MLP."""
     routing_dropout: float = 0.1
+    """Dropout inside the FusionRouter."""
     routing_use_level: bool = False
+    """Also feed the speaker's intelligibility level to the router."""
     router_train_only: bool = False
+    """Train only the FusionRouter; everything else is frozen (video encoder BatchNorm statistics included).
+    Use with pt_video_ckpt from an AV-both run."""
     video_dropout: float = 0.0
     """Probability of dropping a sample's video in training (modality dropout)."""
     audio_dropout: float = 0.0
@@ -83,53 +107,90 @@ class TrainingConfig:
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
+    """Peak learning rate (AdamW) of Whisper's weights (and of everything when video_learning_rate is unset).
+    Peak learning rate (AdamW) of Whisper's weights (and of everything when video_learning_rate is unset)."""
     video_learning_rate: float | None = None
     """Learning rate of newly added parts (video encoder, fusion blocks, router); default: learning_rate."""
     weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases, norms and gates)."""
     lr_schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after the warmup, per optimizer step, to 0 at the last step (or constant)."""
     warmup_steps: int = 100
+    """Linear warmup steps."""
     batch_size: int = 8
+    """Clips per batch and per device (ignored when batch_seconds is set). Effective batch = batch_size x
+    devices x num_nodes x accumulate_grad_batches."""
     batch_seconds: float | None = None
     """Duration budget per batch in padded seconds (batch size then varies); overrides batch_size."""
     max_epochs: int = 20
+    """Upper bound on training epochs (early stopping may end sooner)."""
     max_steps: int = -1
+    """Upper bound on optimizer steps (-1: none)."""
     accumulate_grad_batches: int = 1
+    """Batches whose gradients are summed before each optimizer step."""
     gradient_clip_val: float | None = 1.0
+    """Clip the gradient norm to this value (null: no clipping)."""
     precision: str = "32-true"
-    """Lightning precision: ``32-true``, ``bf16-mixed`` or ``16-mixed`` (GPU)."""
+    """Lightning precision: ``32-true``, ``bf16-mixed`` or ``16-mixed`` (GPU), or ``auto`` (bf16 mixed
+    on GPUs that support it, 16-bit mixed on older GPUs, 32-bit on CPU)."""
     label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy loss."""
     spec_augment: bool = True
+    """SpecAugment on the training log-mel (torchaudio frequency and time masks, independent per sample)."""
     freq_mask_param: int = 10
+    """Maximum width (mel bins) of each frequency mask."""
     time_mask_param: int = 20
+    """Maximum width (frames of 10 ms) of each time mask."""
     num_freq_masks: int = 2
+    """Frequency masks per clip."""
     num_time_masks: int = 2
+    """Time masks per clip."""
     noise_prob: float = 0.0
     """Probability of adding white noise to a training clip at an SNR drawn from noise_snr_db."""
     noise_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
+    """[low, high] range of the noise SNR in dB (uniform)."""
     speaker_weights: dict[str, float] | None = None
     """Per-speaker sampling weights (WeightedRandomSampler); missing speakers weigh 1."""
     early_stopping_patience: int = 5
+    """Validations without improvement of early_stopping_metric before training stops (0: no early stopping).
+    Validations without improvement of early_stopping_metric before training stops (0: no early stopping)."""
     early_stopping_metric: str = "val/wer"
+    """Metric that selects best.ckpt and drives early stopping (``val/wer``, ``val/cer``, ``val/wsr``
+    (maximised), ``val/wer_macro``, ``val/wer_<level>``, ``val/loss``)."""
 
     # --- validation and decoding -----------------------------------------------------------------
     validate_model: bool = False
     """Run validation only (from best.ckpt when it exists, else the initial weights)."""
     validation_decoding: Literal["teacher_forced", "autoregressive"] = "autoregressive"
+    """Decoding during per-epoch validation: ``teacher_forced`` (argmax given the true prefix; fast) or
+    ``autoregressive`` (generation as in use). The final scores after training are always autoregressive."""
     per_speaker_metrics: bool = False
+    """Also log per-speaker WER each epoch and print a per-speaker WER / CER / WSR table at the end."""
     max_new_tokens: int = 40
+    """Longest generated transcript (tokens) in autoregressive decoding."""
     num_beams: int = 1
+    """Beam size of autoregressive decoding (1: greedy)."""
     check_val_every_n_epoch: int = 1
+    """Validate (and write best / last checkpoints) every n epochs."""
 
     # --- hardware --------------------------------------------------------------------------------
     accelerator: str = "auto"
+    """Lightning accelerator: ``auto``, ``cpu``, ``gpu``/``cuda``, ``mps``."""
     devices: int | str = "auto"
+    """Devices per node (``auto``, a number, or a list such as ``"0,1"``); more than one trains with DDP."""
     num_nodes: int = 1
+    """Machines for multi-node DDP (launch one process per node, e.g. with torchrun or SLURM)."""
     strategy: str = "auto"
+    """Lightning strategy: ``auto``, ``ddp`` (several devices / nodes), ``ddp_find_unused_parameters_true``,
+    ..."""
     num_workers: int = 2
+    """DataLoader worker processes per device."""
     cache_features: bool = True
     """Cache each clip's log-mel in memory after the first epoch (off automatically with noise)."""
     log_every_n_steps: int = 10
+    """TensorBoard logging interval of the training loss and learning rate."""
     progress_bar: bool = True
+    """Show progress bars."""
 
     # ---------------------------------------------------------------------------------------------
     @property
@@ -164,6 +225,7 @@ class TrainingConfig:
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
+PRECISIONS = ("auto", "32-true", "32", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
 _FIELDS = {f.name: f for f in dataclasses.fields(TrainingConfig)}
 
 
@@ -298,6 +360,10 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'batch_seconds' must be > 0")
     if not cfg.uaspeech_root:
         raise ConfigError(f"{source}: 'uaspeech_root' is required: the prepared corpus folder with manifest.jsonl")
+    if cfg.precision not in PRECISIONS:
+        close = difflib.get_close_matches(cfg.precision, PRECISIONS, n=1, cutoff=0.3)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"{source}: 'precision' must be one of {list(PRECISIONS)}, got {cfg.precision!r}.{hint}")
     if cfg.num_beams < 1:
         raise ConfigError(f"{source}: 'num_beams' must be >= 1")
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import pickle
 
 import torch
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, freezing
 from av_train.checkpoints import CheckpointError, load_state_dict_safely
-from av_train.config import TrainingConfig
+from av_train.config import ConfigError, TrainingConfig
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
         fusion_location=cfg.effective_fusion_location,
         video_encoder=cfg.video_encoder,
         resnet_width=cfg.resnet_width,
+        avhubert_size=cfg.avhubert_size,
+        avhubert_checkpoint=cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
         xattn_heads=cfg.xattn_heads,
         video_positional=cfg.video_positional,
         soft_fusion_routing=cfg.soft_fusion_routing,
@@ -52,6 +55,46 @@ def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+_VIDEO_PREFIXES = ("model.video_encoder.", "video_encoder.", "encoder.", "")
+
+
+def load_video_encoder_weights(model, path: str) -> None:
+    """Initialise the video front-end from ``path``: a safetensors file, a bare state dict or a
+    Lightning checkpoint of an audio-visual run (keys ``model.video_encoder.*``). Loaded strictly,
+    without executing code."""
+    if model.video_encoder is None:
+        raise ConfigError(f"video_encoder_ckpt {path} given but this model has no video encoder")
+    if str(path).endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(path)
+        except Exception as e:  # safetensors raises several types for a bad file
+            raise CheckpointError(f"video_encoder_ckpt {path} is not a readable safetensors file: {e}") from None
+    else:
+        state = load_state_dict_safely(path)
+    own = set(model.video_encoder.state_dict())
+    for prefix in _VIDEO_PREFIXES:
+        sub = _strip(state, prefix)
+        if sub and set(sub) == own:
+            try:
+                model.video_encoder.load_state_dict(sub, strict=True)
+            except RuntimeError as e:  # same names, other shapes (e.g. another resnet_width)
+                first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+                raise CheckpointError(
+                    f"video_encoder_ckpt {path} does not match the {model.config.video_encoder} video encoder "
+                    f"of this config (resnet_width {model.config.resnet_width}?): {first}"
+                ) from None
+            print(f"initialised the video encoder from {path}")
+            return
+    example = sorted(state)[:3]
+    raise CheckpointError(
+        f"video_encoder_ckpt {path} does not match the {model.config.video_encoder} video encoder "
+        f"(resnet_width etc.): its keys look like {example}, expected e.g. {sorted(own)[:3]} "
+        f"(optionally under one of the prefixes {[p for p in _VIDEO_PREFIXES if p]})."
+    )
 
 
 def build_model(cfg: TrainingConfig):
@@ -72,11 +115,23 @@ def build_model(cfg: TrainingConfig):
             ) from None
         print(f"initialised Whisper from audio-only checkpoint {audio_ckpt}")
     original = {id(p) for p in whisper.parameters()}
-    model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
+    try:
+        model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
+    except (FileNotFoundError, pickle.UnpicklingError, ValueError) as e:
+        if cfg.video_encoder != "avhubert" or not cfg.video_encoder_ckpt:
+            raise
+        # AV-HuBERT's checkpoint is read while building the model: a missing, unsafe or mismatched file.
+        raise CheckpointError(
+            f"video_encoder_ckpt {cfg.video_encoder_ckpt} (AV-HuBERT {cfg.avhubert_size}): {e}. Point it at an "
+            "official AV-HuBERT checkpoint of that size (self-supervised or fine-tuned), or set avhubert_size."
+        ) from None
     # from_pretrained leaves Whisper in eval mode and Lightning keeps submodules' modes: train mode
     # here (freezing below may put a frozen video encoder back into eval mode on purpose).
     model.train()
     new_names = {n for n, p in model.named_parameters() if id(p) not in original}
+    if cfg.video_encoder_ckpt and cfg.video_encoder == "resnet":
+        # (AV-HuBERT's own checkpoint format is read by av_fusion_models when building the model.)
+        load_video_encoder_weights(model, cfg.video_encoder_ckpt)
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
@@ -98,6 +153,8 @@ def build_model(cfg: TrainingConfig):
             freezing.unfreeze_mlp_layers(model)
     if cfg.router_train_only:
         freezing.router_train_only(model)
+        # Frozen also means fixed BatchNorm statistics: keep the video front-end in eval mode.
+        freezing.freeze_video_encoder(model, keep_eval=True)
     if cfg.freeze_video_encoder:
         freezing.freeze_video_encoder(model)
     n_mels = whisper.config.num_mel_bins

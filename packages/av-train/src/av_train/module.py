@@ -49,7 +49,6 @@ class AVSRModule(L.LightningModule):
         )
         self.save_hyperparameters({"config": cfg.to_dict()})
         self._val_preds: list[Prediction] = []
-        self._val_routes: list[tuple[str, list[float]]] = []
         self.last_predictions: list[Prediction] = []
         self.last_report = None
 
@@ -78,7 +77,7 @@ class AVSRModule(L.LightningModule):
 
     # --- validation ------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._val_preds, self._val_routes = [], []
+        self._val_preds = []
 
     @torch.no_grad()
     def decode(self, batch: dict) -> list[str]:
@@ -101,13 +100,14 @@ class AVSRModule(L.LightningModule):
                 hyps.append(self.targets.decode(seq[keep].tolist()))
         else:
             hyps = self.decode(batch)
-        for meta, hyp in zip(batch["meta"], hyps):
+        routes = getattr(out, "route_probs", None)
+        routes = routes.float().cpu().tolist() if routes is not None else [None] * len(hyps)
+        for meta, hyp, p in zip(batch["meta"], hyps, routes):
             self._val_preds.append(
-                Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"], meta["category"])
+                Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"], meta["category"],
+                           route_probs=tuple(p) if p is not None else None)
             )
-        if getattr(out, "route_probs", None) is not None:
-            for meta, p in zip(batch["meta"], out.route_probs.float().cpu().tolist()):
-                self._val_routes.append((meta["level"], p))
+
 
     def _gather(self, items: list) -> list:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -116,13 +116,24 @@ class AVSRModule(L.LightningModule):
             return [x for part in gathered for x in part]
         return items
 
+    def _training_words(self) -> set[str] | None:
+        """Words of the training split (for seen / unseen scores), read once from the manifest."""
+        if not hasattr(self, "_train_words"):
+            from av_eval import training_words
+
+            try:
+                self._train_words = training_words(self.cfg.uaspeech_root)
+            except ValueError:  # no manifest (e.g. predictions made elsewhere): no seen / unseen scores
+                self._train_words = None
+        return self._train_words
+
     def on_validation_epoch_end(self) -> None:
         preds = self._gather(self._val_preds)
         # The distributed sampler may repeat utterances to even out shards: keep one of each.
         preds = list({p.utt_id: p for p in preds}.values())
         if not preds:
             return
-        report = score_predictions(preds)
+        report = score_predictions(preds, train_words=self._training_words())
         self.last_predictions, self.last_report = preds, report
         metrics = {"val/wer": report.total.wer, "val/cer": report.total.cer, "val/wsr": report.total.wsr}
         metrics.update({f"val/{m}_macro": v for m, v in report.macro.items()})
@@ -130,7 +141,8 @@ class AVSRModule(L.LightningModule):
             metrics.update({f"val/wer_{level}": s.wer, f"val/cer_{level}": s.cer, f"val/wsr_{level}": s.wsr})
         if self.cfg.per_speaker_metrics:
             metrics.update({f"val_speaker/wer_{spk}": s.wer for spk, s in report.per_speaker.items()})
-        routes = self._gather(self._val_routes)
+        # From the de-duplicated predictions, so padded (repeated) utterances count once.
+        routes = [(p.level, list(p.route_probs)) for p in preds if p.route_probs is not None]
         for level in LEVELS:
             probs = [p for lvl, p in routes if lvl == level]
             if probs:
@@ -141,6 +153,17 @@ class AVSRModule(L.LightningModule):
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
 
     # --- optimisation ----------------------------------------------------------------------------
+    def _adamw(self, groups: list[dict]) -> torch.optim.Optimizer:
+        """AdamW with the fused kernel where it applies: on CPU it makes a short isolated-word step
+        several times cheaper (benchmarks/models_bench.py). Not with fp16 loss scaling, where Lightning
+        cannot clip gradients of a fused optimizer."""
+        if not str(self.cfg.precision).startswith("16"):
+            try:
+                return torch.optim.AdamW(groups, fused=True)
+            except (TypeError, RuntimeError):
+                pass
+        return torch.optim.AdamW(groups)
+
     def configure_optimizers(self):
         cfg = self.cfg
         decay, no_decay, new_decay, new_no_decay = [], [], [], []
@@ -160,7 +183,7 @@ class AVSRModule(L.LightningModule):
         groups = [g for g in groups if g["params"]]
         if not groups:
             raise ValueError("no trainable parameters: check freeze_whisper / router_train_only / freeze_video_encoder")
-        optimizer = torch.optim.AdamW(groups)
+        optimizer = self._adamw(groups)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = min(cfg.warmup_steps, max(0, total - 1))
 

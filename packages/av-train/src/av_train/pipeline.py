@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+import random
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from av_eval import Report, write_predictions
@@ -22,6 +24,16 @@ from av_train.model_factory import build_model
 from av_train.module import AVSRModule
 
 log = logging.getLogger(__name__)
+
+
+class _QuietLightning(logging.Filter):
+    """Drop Lightning's advertisement for its cloud logger from every run's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_QuietLightning())
 
 
 @dataclass
@@ -37,13 +49,52 @@ def _monitor_mode(metric: str) -> str:
     return "max" if "wsr" in metric else "min"
 
 
+class StepSeed(Callback):
+    """Reseeds torch / numpy / random before every training batch from (seed, epoch, batch, rank).
+
+    A killed run resumes from last.ckpt, written at an epoch end. The data order and the data
+    augmentation are already functions of (seed, epoch, index) (data/samplers.py); with this
+    reseeding, dropout, SpecAugment masks and modality dropout of every step are too, so the resumed
+    run continues exactly as an uninterrupted one would. (Reseeding once per epoch is not enough:
+    Lightning creates the DataLoader iterator, which draws from the global generator, at a different
+    moment in a resumed epoch.)
+    """
+
+    def __init__(self, seed: int):
+        self.seed = seed
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch, batch_idx: int) -> None:
+        s = (((self.seed * 1_000_003 + trainer.current_epoch) * 100_003 + batch_idx) * 1_009 + trainer.global_rank)
+        s %= 2**32
+        torch.manual_seed(s)
+        np.random.seed(s)
+        random.seed(s)
+
+
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 mixed precision on GPUs that support it, 16-bit mixed on older GPUs, else 32-bit."""
+    if precision != "auto":
+        return precision
+    if torch.cuda.is_available():
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    return "32-true"
+
+
 def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> tuple[L.Trainer, ModelCheckpoint]:
     ckpt = ModelCheckpoint(
         dirpath=cfg.checkpoint_dir, filename="best", monitor=cfg.early_stopping_metric,
-        mode=_monitor_mode(cfg.early_stopping_metric), save_top_k=1, save_last=True,
+        mode=_monitor_mode(cfg.early_stopping_metric), save_top_k=1,
         auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [ckpt, LearningRateMonitor(logging_interval="step")]
+    # Lightning's save_last only copies a checkpoint when the monitored metric improves: a separate
+    # unmonitored callback rewrites last.ckpt at every validation (each check_val_every_n_epoch epochs),
+    # so a resume never goes back further than that.
+    # (Listed after `ckpt` so that last.ckpt holds the best-checkpoint state of the same epoch.)
+    last = ModelCheckpoint(
+        dirpath=cfg.checkpoint_dir, filename="last", monitor=None, save_top_k=1,
+        auto_insert_metric_name=False, enable_version_counter=False,
+    )
+    callbacks = [ckpt, last, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed)]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(cfg.early_stopping_metric, patience=cfg.early_stopping_patience,
@@ -56,11 +107,13 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
     )
     trainer = L.Trainer(
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
-        precision=cfg.precision, max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
+        precision=resolve_precision(cfg.precision), max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches, gradient_clip_val=cfg.gradient_clip_val,
         check_val_every_n_epoch=cfg.check_val_every_n_epoch, log_every_n_steps=cfg.log_every_n_steps,
         callbacks=callbacks, logger=logger, enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(cfg.output_root), enable_model_summary=False,
+        # The batch samplers shard themselves across ranks (Lightning cannot wrap custom batch samplers).
+        use_distributed_sampler=False,
     )
     return trainer, ckpt
 
@@ -81,6 +134,10 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
     with warnings.catch_warnings():
         # Lightning suggests more workers on small machines; we chose the number in the config.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        # config.yaml lives next to the checkpoints on purpose (docs/LAYOUT.md).
+        warnings.filterwarnings("ignore", ".*exists and is not empty.*")
+        # Lightning 2.6 calls a torch pytree API that torch 2.11 deprecates; nothing for us to fix.
+        warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
         if cfg.validate_model:
             if best.is_file():
                 print(f"validate_model: validating {best}")
@@ -105,7 +162,17 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
     if report is not None and trainer.is_global_zero:
         preds_file = write_predictions(cfg.results_dir / "predictions_B2.jsonl", module.last_predictions)
         write_report(report, cfg.results_dir, stem="metrics")
+        if cfg.per_speaker_metrics:
+            print(per_speaker_table(report))
     return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)
+
+
+def per_speaker_table(report: Report) -> str:
+    """Markdown table of WER / CER / WSR (percent) and utterance count per speaker."""
+    lines = ["| speaker | WER | CER | WSR | n |", "|---|---:|---:|---:|---:|"]
+    for spk, s in report.per_speaker.items():
+        lines.append(f"| {spk} | {100 * s.wer:.1f} | {100 * s.cer:.1f} | {100 * s.wsr:.1f} | {s.n} |")
+    return "\n".join(lines) + "\n"
 
 
 def _with_decoding(cfg: TrainingConfig, decoding: str) -> TrainingConfig:

@@ -69,15 +69,27 @@ class UASpeechDataModule(L.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
+    def _shard(self) -> tuple[int, int]:
+        """(world size, global rank) of the attached trainer; (1, 0) outside distributed training."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return int(trainer.world_size), int(trainer.global_rank)
+
     def train_batch_sampler(self):
+        """Batches of this rank; ``batch_size`` / ``batch_seconds`` are per device (see samplers)."""
         cfg, ds = self.cfg, self.train_set
         assert ds is not None, "setup('fit') first"
         if cfg.speaker_weights:
             weights = [cfg.speaker_weights.get(s.speaker, 1.0) for s in ds.samples]
-            return WeightedBatchSampler(weights, cfg.batch_size, seed=cfg.seed)
-        if cfg.batch_seconds is not None:
-            return DurationBatchSampler([s.duration_s for s in ds.samples], cfg.batch_seconds, shuffle=True, seed=cfg.seed)
-        return RandomBatchSampler(len(ds), cfg.batch_size, seed=cfg.seed)
+            sampler = WeightedBatchSampler(weights, cfg.batch_size, seed=cfg.seed)
+        elif cfg.batch_seconds is not None:
+            sampler = DurationBatchSampler(
+                [s.duration_s for s in ds.samples], cfg.batch_seconds, shuffle=True, seed=cfg.seed
+            )
+        else:
+            sampler = RandomBatchSampler(len(ds), cfg.batch_size, seed=cfg.seed)
+        return sampler.shard(*self._shard())
 
     def train_dataloader(self) -> DataLoader:
         return DataLoader(self.train_set, batch_sampler=self.train_batch_sampler(), **self._loader_kwargs())
@@ -89,5 +101,6 @@ class UASpeechDataModule(L.LightningDataModule):
         sampler = DurationBatchSampler(
             [s.duration_s for s in ds.samples], max_seconds=float("inf"), shuffle=False,
             max_batch_size=max(self.cfg.batch_size, 16),
-        )
+        ).shard(*self._shard())
+        # Ranks may see a few utterances twice (padding); the module keeps one prediction per utterance.
         return DataLoader(ds, batch_sampler=sampler, **self._loader_kwargs())

@@ -56,6 +56,25 @@ def read_manifest(root: str | Path) -> list[dict]:
     return records
 
 
+def _in_vocabulary(rec: dict, vocabulary: str) -> bool:
+    """``all`` / ``common`` filter every split; ``seen`` / ``unseen`` filter the test block only (every
+    training word is seen by definition), using the manifest's ``seen_in_train`` when it has one."""
+    if vocabulary == "all":
+        return True
+    if vocabulary == "common":
+        return rec.get("category", category_of(rec["word_id"])) != "uncommon"
+    if vocabulary in ("seen", "unseen"):
+        if rec["split"] == "train":
+            return True
+        seen = rec.get("seen_in_train")
+        if seen is None:
+            from uaspeech_prep.vocab import training_words
+
+            seen = str(rec.get("word", "")).lower() in training_words()
+        return bool(seen) == (vocabulary == "seen")
+    raise ValueError(f"unknown vocabulary {vocabulary!r}; expected all, common, seen or unseen")
+
+
 def load_samples(
     root: str | Path,
     split: str,
@@ -77,7 +96,7 @@ def load_samples(
     for rec in records:
         if rec["split"] != split or (wanted is not None and rec["speaker"] not in wanted):
             continue
-        if vocabulary == "common" and rec.get("category", category_of(rec["word_id"])) == "uncommon":
+        if not _in_vocabulary(rec, vocabulary):
             continue
         roi = rec.get("roi")
         if need_video and not roi:

@@ -2,8 +2,18 @@
 
 Each batch is a list of ``(index, epoch)`` pairs: the dataset draws its random augmentation from
 (seed, epoch, index), so results do not depend on the number of workers, and persistent workers
-(which hold their own copy of the dataset) still see a new epoch. Lightning calls ``set_epoch``
-on the batch sampler at the start of every epoch, also after a resume.
+(which hold their own copy of the dataset) still see a new epoch.
+
+Lightning calls ``set_epoch`` at the start of every epoch (also after a resume) only on
+``dataloader.sampler`` and ``dataloader.batch_sampler.sampler``, never on the batch sampler itself:
+so each batch sampler exposes itself as its ``sampler``.
+
+Distributed training (DDP): Lightning cannot inject a DistributedSampler into a custom batch
+sampler, so the pipeline sets ``use_distributed_sampler=False`` and the batch samplers shard
+themselves with ``shard(num_replicas, rank)``: the full batch list (identical on every rank, same
+seed) is padded by repeating its first batches to a multiple of ``num_replicas`` and rank ``r``
+takes batches ``r, r + n, ...``. Every rank then runs the same number of steps (DDP needs that),
+and each batch keeps the per-device size or duration budget.
 """
 
 from __future__ import annotations
@@ -18,9 +28,19 @@ class _EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def __init__(self, seed: int):
         self.seed = seed
         self.epoch = 0
+        self.num_replicas, self.rank = 1, 0
+        # Lightning's epoch hook looks for ``batch_sampler.sampler.set_epoch`` (see module doc).
+        self.sampler = self
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def shard(self, num_replicas: int, rank: int) -> "_EpochBatchSampler":
+        """Yield only this rank's share of the batches (see module doc)."""
+        if num_replicas < 1 or not 0 <= rank < num_replicas:
+            raise ValueError(f"bad shard: rank {rank} of {num_replicas}")
+        self.num_replicas, self.rank = num_replicas, rank
+        return self
 
     def _generator(self) -> torch.Generator:
         return torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
@@ -28,9 +48,23 @@ class _EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     def _batches(self) -> list[list[int]]:
         raise NotImplementedError
 
+    def _num_batches(self) -> int:
+        raise NotImplementedError
+
+    def _sharded(self, batches: list[list[int]]) -> list[list[int]]:
+        n = self.num_replicas
+        if n == 1 or not batches:
+            return batches
+        total = -(-len(batches) // n) * n
+        padded = [batches[k % len(batches)] for k in range(total)]
+        return padded[self.rank :: n]
+
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self._batches():
+        for batch in self._sharded(self._batches()):
             yield [(i, self.epoch) for i in batch]
+
+    def __len__(self) -> int:
+        return -(-self._num_batches() // self.num_replicas)
 
 
 class RandomBatchSampler(_EpochBatchSampler):
@@ -44,7 +78,7 @@ class RandomBatchSampler(_EpochBatchSampler):
         order = torch.randperm(self.n, generator=self._generator()).tolist()
         return [order[k : k + self.batch_size] for k in range(0, self.n, self.batch_size)]
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         return (self.n + self.batch_size - 1) // self.batch_size
 
 
@@ -63,7 +97,7 @@ class WeightedBatchSampler(_EpochBatchSampler):
         draws = torch.multinomial(self.weights, n, replacement=True, generator=self._generator()).tolist()
         return [draws[k : k + self.batch_size] for k in range(0, n, self.batch_size)]
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         return (len(self.weights) + self.batch_size - 1) // self.batch_size
 
 
@@ -103,5 +137,5 @@ class DurationBatchSampler(_EpochBatchSampler):
             return self._fixed
         return [self._fixed[k] for k in torch.randperm(len(self._fixed), generator=self._generator()).tolist()]
 
-    def __len__(self) -> int:
+    def _num_batches(self) -> int:
         return len(self._fixed)

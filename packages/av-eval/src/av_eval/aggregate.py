@@ -1,0 +1,136 @@
+"""Statistics over several runs (seeds): mean, sample standard deviation and a 95% confidence
+interval of the mean from Student's t distribution, per group (level, total, macro, unseen) and metric.
+
+With n runs of values x_i: mean = sum(x) / n, std = sqrt(sum((x - mean)^2) / (n - 1)), and the
+95% interval is mean +/- t(0.975, n - 1) * std / sqrt(n). One run has no spread: std and the
+interval are reported as NaN (null in JSON), never as zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from av_eval.metrics import LEVELS, METRICS, Report
+from av_eval.predictions import atomic_write_text
+
+GROUPS: tuple[str, ...] = (*LEVELS, "total", "macro", "unseen")
+
+
+@dataclass(frozen=True)
+class Stat:
+    mean: float
+    std: float
+    ci95_low: float
+    ci95_high: float
+    n: int
+
+    @property
+    def half_width(self) -> float:
+        return self.mean - self.ci95_low
+
+    def as_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
+
+
+def t_quantile(p: float, dof: int) -> float:
+    from scipy.stats import t
+
+    return float(t.ppf(p, dof))
+
+
+def summarize(values: Sequence[float], confidence: float = 0.95) -> Stat:
+    """Mean, sample std (ddof=1) and the t-based confidence interval of the mean."""
+    xs = [float(v) for v in values]
+    n = len(xs)
+    if n == 0:
+        raise ValueError("no values to summarise")
+    mean = sum(xs) / n
+    if n == 1:
+        nan = float("nan")
+        return Stat(mean, nan, nan, nan, 1)
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
+    half = t_quantile(0.5 + confidence / 2, n - 1) * std / math.sqrt(n)
+    return Stat(mean, std, mean - half, mean + half, n)
+
+
+@dataclass
+class SeedSummary:
+    """Several runs' reports and their statistics: ``stats[group][metric]``."""
+
+    runs: dict[str, Report]
+    stats: dict[str, dict[str, Stat]]
+    ensemble: Report | None = None  # the true ensemble (averaged log-probabilities), when decoded
+
+    def as_dict(self) -> dict:
+        out = {
+            "runs": list(self.runs),
+            "summary": {g: {m: s.as_dict() for m, s in ms.items()} for g, ms in self.stats.items()},
+            "per_run": {name: r.as_dict() for name, r in self.runs.items()},
+        }
+        if self.ensemble is not None:
+            out["ensemble"] = self.ensemble.as_dict()
+        return out
+
+    def columns(self) -> list[tuple[str, str]]:
+        return [(g, m) for g in self.stats for m in self.stats[g]]
+
+    def rows(self) -> list[dict]:
+        """Wide rows: one per run, then mean / std / ci95_low / ci95_high (and ensemble)."""
+        cols = self.columns()
+        out = []
+        for name, r in self.runs.items():
+            out.append({"row": name, **{f"{g}_{m}": r.value(g, m) for g, m in cols}})
+        for field in ("mean", "std", "ci95_low", "ci95_high"):
+            out.append({"row": field, **{f"{g}_{m}": self.stats[g][m].as_dict()[field] for g, m in cols}})
+        if self.ensemble is not None:
+            out.append({"row": "ensemble", **{f"{g}_{m}": self.ensemble.value(g, m) for g, m in cols}})
+        return out
+
+
+def summarize_reports(runs: Mapping[str, Report], ensemble: Report | None = None) -> SeedSummary:
+    """Statistics of every group present in all runs (a level missing from a run is left out)."""
+    if not runs:
+        raise ValueError("no runs to summarise")
+    stats: dict[str, dict[str, Stat]] = {}
+    for group in GROUPS:
+        values = {m: [r.value(group, m) for r in runs.values()] for m in METRICS}
+        if all(v is not None for vs in values.values() for v in vs):
+            stats[group] = {m: summarize(vs) for m, vs in values.items()}
+    return SeedSummary(dict(runs), stats, ensemble)
+
+
+def load_summary(path: str | Path) -> SeedSummary:
+    """Read a ``*_seed_validation.json`` (or ``*_seed_summary.json``) back; statistics are recomputed
+    from the per-run reports it holds."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        runs = {name: Report.from_dict(r) for name, r in data["per_run"].items()}
+        ensemble = Report.from_dict(data["ensemble"]) if data.get("ensemble") else None
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a seed summary written by validate-ensemble / av-eval ({e})") from None
+    return summarize_reports(runs, ensemble)
+
+
+def write_summary(summary: SeedSummary, json_path: str | Path, title: str = "") -> dict[str, Path]:
+    """``X.json``, ``X.csv`` (same stem) and ``X_levels.png`` (WER per level with the 95% intervals)."""
+    from av_eval.report import plot_levels_ci
+
+    json_path = Path(json_path)
+    buf = io.StringIO()
+    rows = summary.rows()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    paths = {
+        "json": atomic_write_text(json_path, json.dumps(summary.as_dict(), indent=2, allow_nan=False) + "\n"),
+        "csv": atomic_write_text(json_path.with_suffix(".csv"), buf.getvalue()),
+    }
+    paths["png"] = plot_levels_ci({title or json_path.stem: summary}, json_path.with_name(json_path.stem + "_levels.png"))
+    return paths

