@@ -242,7 +242,6 @@ def score_predictions(preds: Sequence[Prediction], train_words: Iterable[str] | 
 
 def training_words(manifest: str, split: str = "train") -> set[str]:
     """The normalised words of ``split`` in a prepared tree's ``manifest.jsonl`` (docs/LAYOUT.md)."""
-    import json
     from pathlib import Path
 
     path = Path(manifest)
@@ -250,15 +249,6 @@ def training_words(manifest: str, split: str = "train") -> set[str]:
         path = path / "manifest.jsonl"
     if not path.is_file():
         raise ValueError(f"no manifest at {path}: pass the prepared tree (the folder with manifest.jsonl)")
-    words = set()
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
-            if rec.get("split") == split and rec.get("word"):
-                words.add(normalize(rec["word"]))
-    return words
+    from av_eval.predictions import iter_jsonl
+
+    return {normalize(rec["word"]) for _, rec in iter_jsonl(path) if rec.get("split") == split and rec.get("word")}

@@ -51,6 +51,18 @@ def write_predictions(path: str | Path, preds: Iterable[Prediction]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(p.to_record(), ensure_ascii=False) + "\n" for p in preds))
 
 
+def iter_jsonl(path: Path):
+    """(line number, object) for each non-blank line of a JSON-lines file; errors name file and line."""
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+
+
 def read_predictions(path: str | Path) -> list[Prediction]:
     """Read a predictions .jsonl file; errors name the file, the line and what is wrong."""
     path = Path(path)
@@ -58,21 +70,14 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if not path.is_file():
         raise ValueError(f"no predictions file at {path}")
     out: list[Prediction] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
-            missing = {"utt_id", "reference", "hypothesis"} - set(rec)
-            if missing:
-                raise ValueError(f"{path}:{lineno}: missing field(s) {sorted(missing)}")
-            for key in ("utt_id", "reference", "hypothesis"):
-                if not isinstance(rec[key], str):
-                    raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {rec[key]!r}")
-            if rec.get("route_probs") is not None:
-                rec["route_probs"] = tuple(float(x) for x in rec["route_probs"])
-            out.append(Prediction(**{k: v for k, v in rec.items() if k in known}))
+    for lineno, rec in iter_jsonl(path):
+        missing = {"utt_id", "reference", "hypothesis"} - set(rec)
+        if missing:
+            raise ValueError(f"{path}:{lineno}: missing field(s) {sorted(missing)}")
+        for key in ("utt_id", "reference", "hypothesis"):
+            if not isinstance(rec[key], str):
+                raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {rec[key]!r}")
+        if rec.get("route_probs") is not None:
+            rec["route_probs"] = tuple(float(x) for x in rec["route_probs"])
+        out.append(Prediction(**{k: v for k, v in rec.items() if k in known}))
     return out

@@ -46,11 +46,10 @@ def comparison_table(reports: Mapping[str, Report], metrics: tuple[str, ...] = M
     lines = [header, sep]
     extra = ("seen", "unseen") if any(r.per_seen for r in reports.values()) else ()
     for level in (*LEVELS, "total", "macro", *extra):
-        cells = []
-        for m in metrics:
-            for run in runs:
-                v = reports[run].value(level, m)
-                cells.append("-" if v is None else f"{100 * v:.1f}")
+        values = [reports[run].value(level, m) for m in metrics for run in runs]
+        if level in extra and all(v is None for v in values):
+            continue  # e.g. no unseen words in this test set: no empty row
+        cells = ["-" if v is None else f"{100 * v:.1f}" for v in values]
         lines.append(f"| {level} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -79,6 +78,13 @@ def plot_levels(reports: Mapping[str, Report], path: str | Path, metric: str = "
     ax.set_title(f"{metric.upper()} per intelligibility level")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: str | Path) -> Path:
+    """Write a figure atomically (temp name, then rename) and close it."""
+    import matplotlib.pyplot as plt
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
@@ -89,16 +95,6 @@ def plot_levels(reports: Mapping[str, Report], path: str | Path, metric: str = "
 
 
 # --- several runs, seeds, noise and routing ---------------------------------------------------
-def _save(fig, path: str | Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
 
 
 def _pyplot():
