@@ -329,6 +329,8 @@ def test_killed_run_resumes_on_the_synthetic_corpus(tiny_corpus, tmp_path):
     import subprocess
     import time
 
+    from uaspeech_prep.video_io import is_temp_name
+
     dst = tmp_path / "out"
     cmd = [sys.executable, "-m", "uaspeech_prep.cli", "prepare", "--source", str(tiny_corpus), "--output", str(dst),
            "--quiet"]
@@ -336,19 +338,20 @@ def test_killed_run_resumes_on_the_synthetic_corpus(tiny_corpus, tmp_path):
     deadline = time.time() + 120
     roi_dir = dst / "video" / "roi"
     while time.time() < deadline and proc.poll() is None:
-        if roi_dir.is_dir() and len(list(roi_dir.rglob("*.mp4"))) >= 3:
+        if roi_dir.is_dir() and sum(not is_temp_name(p.name) for p in roi_dir.rglob("*.mp4")) >= 3:
             break
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (dst / "prepare_report.json").exists()
-    from uaspeech_prep.video_io import is_temp_name
 
     for v in list(dst.rglob("*.mp4")):  # the kill leaves temporary files, but every final name is complete
         if not is_temp_name(v.name):
             assert probe(v).frame_count > 0, v
-    done_before = {str(p.relative_to(dst)): p.stat().st_mtime_ns for p in roi_dir.rglob("*.mp4")}
+    # Only complete outputs count as done; temporary files of the killed run are not.
+    done_before = {str(p.relative_to(dst)): p.stat().st_mtime_ns for p in roi_dir.rglob("*.mp4")
+                   if not is_temp_name(p.name)}
     assert done_before
 
     res = prepare(PrepareOptions(tiny_corpus, dst, progress=False), log=lambda *a: None)
@@ -356,7 +359,8 @@ def test_killed_run_resumes_on_the_synthetic_corpus(tiny_corpus, tmp_path):
     s = res.report["summary"]
     assert s["rois"]["exists"] >= len(done_before) and s["rois"]["written"] >= 1
     assert s["rois"]["exists"] + s["rois"]["written"] == s["utterances"] == 36
-    after = {str(p.relative_to(dst)): p.stat().st_mtime_ns for p in roi_dir.rglob("*.mp4")}
+    after = {str(p.relative_to(dst)): p.stat().st_mtime_ns for p in roi_dir.rglob("*.mp4")
+             if not is_temp_name(p.name)}
     assert {k: after[k] for k in done_before} == done_before  # finished ROIs were not redone
     assert not find_temps(dst)
     assert run_validate(dst, log=lambda *a: None, source=tiny_corpus) == 0
