@@ -51,6 +51,7 @@ class AVSRModule(L.LightningModule):
         self._val_preds: list[Prediction] = []
         self.last_predictions: list[Prediction] = []
         self.last_report = None
+        self._train_words: set[str] | None | bool = False  # False: not read yet
 
     # --- forward ---------------------------------------------------------------------------------
     def _model_inputs(self, batch: dict) -> dict:
@@ -108,7 +109,6 @@ class AVSRModule(L.LightningModule):
                            route_probs=tuple(p) if p is not None else None)
             )
 
-
     def _gather(self, items: list) -> list:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered: list = [None] * dist.get_world_size()
@@ -118,7 +118,7 @@ class AVSRModule(L.LightningModule):
 
     def _training_words(self) -> set[str] | None:
         """Words of the training split (for seen / unseen scores), read once from the manifest."""
-        if not hasattr(self, "_train_words"):
+        if self._train_words is False:
             from av_eval import training_words
 
             try:

@@ -56,9 +56,10 @@ def read_manifest(root: str | Path) -> list[dict]:
     return records
 
 
-def _in_vocabulary(rec: dict, vocabulary: str) -> bool:
+def _in_vocabulary(rec: dict, vocabulary: str, train_words: frozenset[str] | None = None) -> bool:
     """``all`` / ``common`` filter every split; ``seen`` / ``unseen`` filter the test block only (every
-    training word is seen by definition), using the manifest's ``seen_in_train`` when it has one."""
+    training word is seen by definition), using the manifest's ``seen_in_train`` when it has one and
+    else ``train_words`` (lower-cased words of B1 + B3)."""
     if vocabulary == "all":
         return True
     if vocabulary == "common":
@@ -68,9 +69,7 @@ def _in_vocabulary(rec: dict, vocabulary: str) -> bool:
             return True
         seen = rec.get("seen_in_train")
         if seen is None:
-            from uaspeech_prep.vocab import training_words
-
-            seen = str(rec.get("word", "")).lower() in training_words()
+            seen = str(rec.get("word", "")).lower() in (train_words or frozenset())
         return bool(seen) == (vocabulary == "seen")
     raise ValueError(f"unknown vocabulary {vocabulary!r}; expected all, common, seen or unseen")
 
@@ -93,10 +92,16 @@ def load_samples(
     wanted = set(speakers) if speakers else None
     samples: list[Sample] = []
     skipped: list[str] = []
+    train_words = None
+    if vocabulary in ("seen", "unseen") and any("seen_in_train" not in r for r in records):
+        # Trees prepared before the field existed: the word list's B1 + B3 words, built once.
+        from uaspeech_prep.vocab import training_words
+
+        train_words = training_words()
     for rec in records:
         if rec["split"] != split or (wanted is not None and rec["speaker"] not in wanted):
             continue
-        if not _in_vocabulary(rec, vocabulary):
+        if not _in_vocabulary(rec, vocabulary, train_words):
             continue
         roi = rec.get("roi")
         if need_video and not roi:
