@@ -19,8 +19,9 @@ def tiny_av(seed=0, **cfg):
     model = AVWhisperForConditionalGeneration.from_whisper(WhisperForConditionalGeneration(wcfg), AVWhisperConfig(**cfg))
     with torch.no_grad():
         for block in model.gated_xattn_blocks:
-            block.attn_gate.fill_(0.8)
-            block.ff_gate.fill_(0.5)
+            if block.learned_gates:
+                block.attn_gate.fill_(0.8)
+                block.ff_gate.fill_(0.5)
     return model.eval()
 
 
@@ -141,3 +142,47 @@ def test_route_scales_gate_each_side():
     bias[2] = 60.0  # both: scales ~1 on each side
     both = model(feats, ids, video=video)
     assert torch.allclose(both.encoder_scale, torch.ones(2)) and torch.allclose(both.decoder_scale, torch.ones(2))
+
+
+def _with_gates(model, attn, ff):
+    with torch.no_grad():
+        for block in model.gated_xattn_blocks:
+            block.attn_gate.fill_(attn)
+            block.ff_gate.fill_(ff)
+    return model
+
+
+@torch.no_grad()
+def test_router_emits_gates_ablation():
+    """router_emits_gates: blocks carry no gates and the router's side scale is every block's gate.
+
+    Checked against the default design with the same weights: gates tanh(g) = 1 on every block make
+    the two identical (scale * 1 == scale), and the ablation is NOT plain Whisper at initialisation,
+    while the default (gates 0) is.
+    """
+    feats = torch.randn(2, 80, 120)
+    ids = torch.randint(3, 96, (2, 4))
+    video = torch.randn(2, 5, 88, 88)
+    with pytest.raises(ValueError, match="router_emits_gates needs soft_fusion_routing"):
+        AVWhisperConfig(fusion_location="both", router_emits_gates=True)
+
+    torch.manual_seed(0)
+    emits = tiny_av(fusion_location="both", soft_fusion_routing=True, router_emits_gates=True)
+    assert all(b.attn_gate is None and b.ff_gate is None for b in emits.gated_xattn_blocks)
+    assert not any("gate" in name for name, _ in emits.named_parameters())
+
+    scaled = tiny_av(fusion_location="both", soft_fusion_routing=True)
+    missing, unexpected = scaled.load_state_dict(emits.state_dict(), strict=False)
+    assert unexpected == [] and all(k.endswith(("attn_gate", "ff_gate")) for k in missing) and missing
+    big = 10.0
+    assert torch.tanh(torch.tensor(big)).item() == 1.0  # exactly 1 in float32
+    _with_gates(scaled, big, big)
+    a, b = emits(feats, ids, video=video), scaled(feats, ids, video=video)
+    assert torch.equal(a.route_probs, b.route_probs)
+    assert (a.logits - b.logits).abs().max() <= 1e-5
+
+    _with_gates(scaled, 0.0, 0.0)
+    # plain Whisper on the same weights and the same (cut) input: the layers without video kwargs
+    ref = scaled.whisper.proj_out(scaled.decode(ids, scaled.encode(feats))[0])
+    assert (scaled(feats, ids, video=video).logits - ref).abs().max() <= 1e-5  # gates 0: plain Whisper
+    assert (emits(feats, ids, video=video).logits - ref).abs().max() > 1e-2  # emitted gates: not plain Whisper

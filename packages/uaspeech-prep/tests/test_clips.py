@@ -106,3 +106,38 @@ def test_stale_temps_of_dead_processes_are_removed(tmp_path):
     assert find_temps(tmp_path) == [ours.tmp]
     ours.abort()
     assert find_temps(tmp_path) == []
+
+
+def test_single_threaded_decoding_gives_the_same_frames(tmp_path):
+    """prepare's pool workers decode with one FFmpeg thread (set_decode_threads(1)): same pixels."""
+    import cv2
+    import numpy as np
+
+    from uaspeech_prep import video_io
+
+    path = tmp_path / "v.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"XVID"), 30.0, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        w.write(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8))
+    w.release()
+
+    def frames():
+        cap = video_io.open_capture(path)
+        out = []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            out.append(f)
+        cap.release()
+        return out
+
+    default = frames()
+    try:
+        video_io.set_decode_threads(1)
+        single = frames()
+    finally:
+        video_io.set_decode_threads(None)
+    assert len(default) == len(single) == 12
+    assert all(np.array_equal(a, b) for a, b in zip(default, single))

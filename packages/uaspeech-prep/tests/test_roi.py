@@ -65,10 +65,13 @@ def test_roi_centres_the_mouth(tracker, still_clip):
     assert res.detect_ratio == 1.0
     head_w = still_clip[0].shape[1]
     assert 0.1 * head_w < res.side < 0.5 * head_w  # a mouth-sized square, not the whole head
-    assert res.attempted.tolist() == [i % 3 == 0 or i == 29 for i in range(30)]  # auto: every 3rd frame at 30 fps
+    # default track='flow': the landmarker on the first frame only (a still head tracks well), flow after it
+    assert res.attempted.tolist() == [i == 0 for i in range(30)]
+    assert res.tracked.tolist() == [i > 0 for i in range(30)]
+    interp = extract_roi(still_clip, 30.0, tracker, RoiParams(track="none"))  # auto: every 3rd frame at 30 fps
+    assert interp.attempted.tolist() == [i % 3 == 0 or i == 29 for i in range(30)]
+    assert not interp.tracked.any()
     for i in res.src_indices:
-        if res.landmarks[i] is None:  # not looked for
-            continue
         lips = res.to_crop(res.landmarks[i][list(OUTER_LIPS)], i)
         assert np.all((lips > 0) & (lips < 95)), "every outer-lip landmark falls inside the crop"
         centre = lips.mean(axis=0)
@@ -80,13 +83,14 @@ def test_roi_centres_the_mouth(tracker, still_clip):
     assert res.frames[0].std() > 15
 
 
-def test_still_head_crop_does_not_jitter(tracker, still_clip):
-    res = extract_roi(still_clip, 30.0, tracker)
+@pytest.mark.parametrize("track", ["flow", "none"])
+def test_still_head_crop_does_not_jitter(tracker, still_clip, track):
+    res = extract_roi(still_clip, 30.0, tracker, RoiParams(track=track))
     c = res.centers
     jitter = np.abs(c - c.mean(axis=0)).max()
     assert jitter < 2.0, f"crop centre moves {jitter:.2f} px on a still head"
     raw = np.array([mouth_center(lm) for lm in res.landmarks if lm is not None])
-    assert np.abs(c[res.attempted] - raw).max() < 2.0  # smoothing does not drag the crop off the mouth
+    assert np.abs(c[res.detected] - raw).max() < 2.0  # smoothing does not drag the crop off the mouth
     # what the viewer sees: a fixed point of the face (the mouth read off the photo) in crop pixels
     known = np.array([res.to_crop(np.array([fx.mouth_in_head()]), i)[0] for i in res.src_indices])
     seen = np.abs(known - known.mean(axis=0)).max()
@@ -110,9 +114,10 @@ def _corner_angles(res, landmarks_idx=(61, 291)) -> np.ndarray:
     return np.array(out)
 
 
-def test_moving_head_crop_follows_and_aligns_the_mouth(tracker, moving_head):
+@pytest.mark.parametrize("track", ["flow", "none"])
+def test_moving_head_crop_follows_and_aligns_the_mouth(tracker, moving_head, track):
     frames, mats = moving_head
-    res = extract_roi(frames, 30.0, tracker)
+    res = extract_roi(frames, 30.0, tracker, RoiParams(track=track))
     assert res.detect_ratio == 1.0 and res.n_frames == 50
     known = []
     for i in res.src_indices:
@@ -127,7 +132,7 @@ def test_moving_head_crop_follows_and_aligns_the_mouth(tracker, moving_head):
     # alignment undoes the roll: the mouth corners stay level in the crop
     aligned = _corner_angles(res)
     assert np.ptp(aligned) < 3.0, np.ptp(aligned)
-    plain = _corner_angles(extract_roi(frames, 30.0, tracker, RoiParams(align="none")))
+    plain = _corner_angles(extract_roi(frames, 30.0, tracker, RoiParams(align="none", track=track)))
     assert np.ptp(plain) > 12.0, np.ptp(plain)  # translation-only crops rotate with the head
 
 
@@ -172,20 +177,34 @@ def test_too_few_faces_is_an_error(tracker, still_clip):
         extract_roi(frames, 30.0, tracker, every)
     res = extract_roi(frames, 30.0, tracker, RoiParams(min_detect_ratio=0.3, detect_every=1))
     assert res.detect_ratio == pytest.approx(1 / 3)
-    # with the default stride the ratio counts only the frames looked at: 0, 3, ..., 27 (all with a face) and 29
-    res = extract_roi(frames, 30.0, tracker)
+    # track='none' with the default stride: the ratio counts only the frames looked at: 0, 3, ..., 27 (all with
+    # a face) and 29
+    none = RoiParams(track="none")
+    res = extract_roi(frames, 30.0, tracker, none)
     assert res.attempted.sum() == 11 and res.detect_ratio == pytest.approx(10 / 11)
     with pytest.raises(RoiError, match="face found on 10/11 frames"):
-        extract_roi(frames, 30.0, tracker, RoiParams(min_detect_ratio=0.95))
+        extract_roi(frames, 30.0, tracker, RoiParams(track="none", min_detect_ratio=0.95))
     with pytest.raises(RoiError, match="face found on 5/16 frames"):  # every 2nd: 0, 2, ..., 28 and 29
-        extract_roi(frames, 30.0, tracker, RoiParams(detect_every=2))
+        extract_roi(frames, 30.0, tracker, RoiParams(track="none", detect_every=2))
+    # track='flow': frame 1 (black) cannot be tracked, so the landmarker runs on it and finds nothing; then it
+    # retries every 3rd frame (4, 7, ..., 28), all black: 1 face in 11 looks
+    with pytest.raises(RoiError, match="face found on 1/11 frames"):
+        extract_roi(frames, 30.0, tracker)
 
 
 def test_landmark_stride():
     from uaspeech_prep.roi import wants_landmarks
 
-    assert [RoiParams().every(f) for f in (12.0, 25.0, 29.97, 30.0, 50.0, 60.0)] == [1, 2, 3, 3, 5, 6]
+    fps = (12.0, 25.0, 29.97, 30.0, 50.0, 60.0)
+    assert [RoiParams(track="none").every(f) for f in fps] == [1, 2, 3, 3, 5, 6]  # about 10 Hz
+    assert [RoiParams().every(f) for f in fps] == [12, 25, 30, 30, 50, 60]  # flow: a key frame at least each 1 s
     assert RoiParams(detect_every=1).every(60.0) == 1
+    assert RoiParams(track="none", detect_every=4).every(60.0) == 4
+    fp = RoiParams().flow_params(30.0)
+    assert (fp.max_gap, fp.retry_every) == (29, 3)  # key frames on 0, 30, 60, ...; no face: retry each 3rd
+    assert RoiParams(detect_every=1).flow_params(30.0).max_gap == 0  # the landmarker on every frame
+    with pytest.raises(ValueError, match="unknown ROI landmark tracking"):
+        RoiParams(track="optical").validate()
     assert [k for k in range(8) if wants_landmarks(k, 8, 3)] == [0, 3, 6, 7]  # the last frame always
 
 

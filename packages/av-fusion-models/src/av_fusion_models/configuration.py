@@ -52,6 +52,10 @@ class AVWhisperConfig:
             says, except `"none"`, which is an error).
         routing_hidden_dim, routing_dropout: router MLP size and dropout.
         routing_use_level: also feed an embedding of the speaker's severity level to the router.
+        router_emits_gates: ablation of the routing design (docs/GATING_AND_ROUTING.md). When True the
+            fusion blocks have no learned gates and the router's encoder / decoder scale IS the gate of
+            every block on that side. The model is then no longer plain Whisper at initialisation.
+            Needs `soft_fusion_routing`.
         num_levels, level_embed_dim: size of that level embedding table.
         cut_encoder_positions: accept log-mel inputs shorter than 30 s (any even length up to
             2 * max_source_positions); the positional table is cut to the input length. When False,
@@ -80,6 +84,7 @@ class AVWhisperConfig:
     routing_hidden_dim: int = 256
     routing_dropout: float = 0.1
     routing_use_level: bool = False
+    router_emits_gates: bool = False
     num_levels: int = 4
     level_embed_dim: int = 16
     cut_encoder_positions: bool = True
@@ -114,6 +119,8 @@ class AVWhisperConfig:
             )
         if self.video_encoder == "precomputed" and self.video_dim is None and self.fusion_location != "none":
             raise ValueError("video_encoder='precomputed' needs an explicit video_dim")
+        if self.router_emits_gates and not self.soft_fusion_routing:
+            raise ValueError("router_emits_gates needs soft_fusion_routing=True (the router supplies the gates)")
         if self.soft_fusion_routing and self.fusion_location == "none":
             raise ValueError("soft_fusion_routing needs video fusion; fusion_location='none' contradicts it")
         for name in ("video_dropout", "audio_dropout", "xattn_dropout", "routing_dropout"):

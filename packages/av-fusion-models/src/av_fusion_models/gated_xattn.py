@@ -7,6 +7,10 @@
 identity and the wrapped Whisper behaves exactly as before. `s` is an optional per-sample scale
 (the FusionRouter's encoder/decoder scale); a sample whose video frames are all padding gets
 `s = 0` (no video, no contribution).
+
+`learned_gates=False` builds the block without `attn_gate` / `ff_gate`: its output is then scaled by `s`
+alone, i.e. the caller's per-sample value IS the gate. This is the "router emits the gates" ablation of
+docs/GATING_AND_ROUTING.md; such a block is not the identity at initialisation.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
     checkpoints it too. All tensors are therefore passed positionally.
     """
 
-    def __init__(self, d_model: int, num_heads: int, ffn_mult: int = 4, dropout: float = 0.0):
+    def __init__(
+        self, d_model: int, num_heads: int, ffn_mult: int = 4, dropout: float = 0.0, learned_gates: bool = True
+    ):
         super().__init__()
         if d_model % num_heads != 0:
             raise ValueError(f"d_model={d_model} is not divisible by num_heads={num_heads}")
@@ -40,13 +46,14 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
         self.k_proj = nn.Linear(d_model, d_model, bias=False)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.attn_gate = nn.Parameter(torch.zeros(()))
+        self.learned_gates = learned_gates
+        self.attn_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
 
         # dense (feed-forward) branch
         self.ff_layer_norm = nn.LayerNorm(d_model)
         self.ff_in = nn.Linear(d_model, ffn_mult * d_model)
         self.ff_out = nn.Linear(ffn_mult * d_model, d_model)
-        self.ff_gate = nn.Parameter(torch.zeros(()))
+        self.ff_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
 
     def cross_attention(
         self, hidden_states: torch.Tensor, video_states: torch.Tensor, key_padding_mask: torch.Tensor | None
@@ -95,18 +102,24 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
         if sample_scale is not None:
             sample_scale = sample_scale.to(hidden_states.dtype)
             scale = sample_scale if scale is None else scale * sample_scale
-        scale = None if scale is None else scale[:, None, None]  # [B, 1, 1]
+        # gate and per-sample scale folded into one [B or 1, 1, 1] coefficient, applied with the residual
+        # add in one fused pass (addcmul) over the [B, T_q, D] output
+        if self.learned_gates:
+            attn_coef = torch.tanh(self.attn_gate).to(hidden_states.dtype).reshape(1, 1, 1)
+            ff_coef = torch.tanh(self.ff_gate).to(hidden_states.dtype).reshape(1, 1, 1)
+            if scale is not None:
+                attn_coef = attn_coef * scale[:, None, None]
+                ff_coef = ff_coef * scale[:, None, None]
+        else:
+            attn_coef = ff_coef = (
+                torch.ones((1, 1, 1), dtype=hidden_states.dtype, device=hidden_states.device)
+                if scale is None
+                else scale[:, None, None]
+            )
 
         attn = self.cross_attention(self.attn_layer_norm(hidden_states), video_states, key_padding_mask)
-        attn = torch.tanh(self.attn_gate).to(attn.dtype) * attn
-        if scale is not None:
-            attn = attn * scale
-        hidden_states = residual + attn
+        hidden_states = torch.addcmul(residual, attn, attn_coef)
 
-        residual = hidden_states
         ff = self.ff_out(F.gelu(self.ff_in(self.ff_layer_norm(hidden_states))))
         ff = F.dropout(ff, p=self.dropout, training=self.training)
-        ff = torch.tanh(self.ff_gate).to(ff.dtype) * ff
-        if scale is not None:
-            ff = ff * scale
-        return residual + ff
+        return torch.addcmul(hidden_states, ff, ff_coef)

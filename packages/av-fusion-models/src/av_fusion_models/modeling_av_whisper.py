@@ -209,6 +209,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
             cfg.xattn_heads or heads,
             ffn_mult=cfg.xattn_ffn_mult,
             dropout=cfg.xattn_dropout,
+            learned_gates=not cfg.router_emits_gates,
         )
         return block.to(device=param.device, dtype=param.dtype)
 

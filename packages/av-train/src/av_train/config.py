@@ -97,6 +97,9 @@ class TrainingConfig:
     """Dropout inside the FusionRouter."""
     routing_use_level: bool = False
     """Also feed the speaker's intelligibility level to the router."""
+    router_emits_gates: bool = False
+    """Ablation (docs/GATING_AND_ROUTING.md): the fusion blocks have no learned gates and the router's encoder /
+    decoder scale is the gate of every block on that side; the model is no longer plain Whisper at step 0."""
     router_train_only: bool = False
     """Train only the FusionRouter; everything else is frozen (video encoder BatchNorm statistics included).
     Use with pt_video_ckpt from an AV-both run."""
@@ -324,7 +327,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
     """Reject contradictory combinations."""
     explicit = explicit if explicit is not None else set()
     av_only = [
-        "fusion_location", "soft_fusion_routing", "routing_use_level", "router_train_only", "video_encoder_ckpt",
+        "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
+        "video_encoder_ckpt",
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout",
     ]
     if not cfg.is_audio_visual:
@@ -340,8 +344,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
             f"{source}: soft_fusion_routing wraps encoder AND decoder layers; fusion_location must be 'both' or unset, "
             f"got {cfg.fusion_location!r}"
         )
-    if (cfg.routing_use_level or cfg.router_train_only) and not cfg.soft_fusion_routing:
-        key = "routing_use_level" if cfg.routing_use_level else "router_train_only"
+    if (cfg.routing_use_level or cfg.router_train_only or cfg.router_emits_gates) and not cfg.soft_fusion_routing:
+        key = next(k for k in ("routing_use_level", "router_train_only", "router_emits_gates") if getattr(cfg, k))
         raise ConfigError(f"{source}: {key!r} needs soft_fusion_routing: true")
     if cfg.unfreeze_mlp_layers and not cfg.freeze_whisper:
         raise ConfigError(f"{source}: 'unfreeze_mlp_layers' only makes sense with freeze_whisper: true")

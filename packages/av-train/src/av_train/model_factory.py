@@ -47,6 +47,7 @@ def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
         routing_hidden_dim=cfg.routing_hidden_dim,
         routing_dropout=cfg.routing_dropout,
         routing_use_level=cfg.routing_use_level,
+        router_emits_gates=cfg.router_emits_gates,
         cut_encoder_positions=cfg.cut_encoder_positions,
         video_dropout=cfg.video_dropout,
         audio_dropout=cfg.audio_dropout,

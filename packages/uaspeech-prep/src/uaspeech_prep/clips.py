@@ -13,11 +13,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from uaspeech_prep import corpus
-from uaspeech_prep.video_io import AtomicVideoWriter, VideoError, VideoInfo, probe
+from uaspeech_prep.video_io import AtomicVideoWriter, VideoError, VideoInfo, open_capture, probe
 
 _SPLIT_RE = re.compile(r"[\s,]+")
 
@@ -131,7 +130,7 @@ def cut_clips(
         if on_done is not None:
             on_done(res)
 
-    cap = cv2.VideoCapture(str(video))
+    cap = open_capture(video)
     if not cap.isOpened():
         raise VideoError(f"{video}: OpenCV cannot open this video")
     n_read = 0

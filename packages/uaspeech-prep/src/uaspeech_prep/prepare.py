@@ -66,12 +66,14 @@ class PrepareOptions:
     detect_every: int = 0
     detect_width: int = 0
     vad: bool = False
+    roi_track: str = "flow"
 
     def roi_params(self):
         from uaspeech_prep.roi import RoiParams
 
         return RoiParams(scale=self.roi_scale, smooth_s=self.roi_smooth_s, min_detect_ratio=self.min_detect_ratio,
-                         align=self.roi_align, detect_every=self.detect_every, detect_width=self.detect_width)
+                         align=self.roi_align, detect_every=self.detect_every, detect_width=self.detect_width,
+                         track=self.roi_track)
 
     def vad_params(self):
         from uaspeech_prep.vad import VadParams
@@ -260,7 +262,7 @@ def _write_roi(out: UttOutcome, result_fn, path: str, root: Path) -> None:
 def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome]:
     """Audio copies, clips and ROIs of one block; never raises for a per-utterance problem.
     ``progress(n)`` is called as utterances finish (n at a time)."""
-    from uaspeech_prep.roi import RoiCollector, extract_roi_from_video, wants_landmarks
+    from uaspeech_prep.roi import LandmarkStream, RoiCollector, extract_roi_from_video
 
     root = Path(root)
     outcomes: dict[str, UttOutcome] = {}
@@ -338,8 +340,7 @@ def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome
     tasks_by_id = {t.utt_id: t for t in job.tasks}
     if cut_jobs:
         tracker = _tracker(job) if any(j.want_frames for j in cut_jobs) else None
-        if tracker is not None:
-            tracker.new_sequence()
+        streams: list = []  # the LandmarkStream, made once the frame rate is known
         collectors: dict[str, RoiCollector] = {}
         fps_holder: list[float] = []
 
@@ -347,15 +348,16 @@ def run_block(job: BlockJob, root: str | Path, progress=None) -> list[UttOutcome
 
         def on_frame(i, frame, wanting):
             fps = fps_holder[0]
-            every = job.roi_params.every(fps)
-            # one landmarker call serves every clip on this frame; it runs when any of them wants it
-            look = any(wants_landmarks(i - spans[u][0], spans[u][1] - spans[u][0] + 1, every) for u in wanting)
-            lms = tracker.process(frame, i * 1000.0 / fps) if look else None
+            if not streams:
+                streams.append(LandmarkStream(tracker, job.roi_params, fps))
+                streams[0].new_sequence()
+            # one landmarker call or tracking step (and one gray conversion) serves every clip on this frame
+            fl = streams[0].step(i, frame, [spans[u] for u in wanting])
             for uid in wanting:
                 col = collectors.get(uid)
                 if col is None:
                     col = collectors[uid] = RoiCollector(fps)
-                col.add(frame, lms, look)
+                col.add_frame(fl)
 
         def on_done(res):
             try:
@@ -464,7 +466,12 @@ def _run_pool(jobs: list[BlockJob], dst: Path, workers: int, outcomes: dict[str,
 def _worker_init() -> None:
     import cv2
 
+    from uaspeech_prep.video_io import set_decode_threads
+
+    # one thread per worker: the pool already occupies the cores (OpenCV's pool and FFmpeg's decoding
+    # threads would only oversubscribe them)
     cv2.setNumThreads(1)
+    set_decode_threads(1)
 
 
 def _run_block_entry(job: BlockJob, root: str, queue=None) -> tuple[str, str, list[UttOutcome]]:

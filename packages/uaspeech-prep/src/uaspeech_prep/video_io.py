@@ -42,6 +42,25 @@ class VideoInfo:
         return self.frame_count / self.fps if self.fps > 0 else 0.0
 
 
+_DECODE_THREADS: int | None = None
+
+
+def set_decode_threads(n: int | None) -> None:
+    """FFmpeg decoding threads of the captures opened by :func:`open_capture` (None: FFmpeg's choice).
+
+    A process pool of N workers on N cores sets 1: FFmpeg's own threads then only oversubscribe the cores
+    (measured on a 640x480 XVID: 0.40 ms of CPU per frame with FFmpeg's threads, 0.31 ms with one)."""
+    global _DECODE_THREADS
+    _DECODE_THREADS = n
+
+
+def open_capture(path: str | Path) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` of ``path`` with the decoding threads set by :func:`set_decode_threads`."""
+    if _DECODE_THREADS is None:
+        return cv2.VideoCapture(str(path))
+    return cv2.VideoCapture(str(path), cv2.CAP_FFMPEG, [cv2.CAP_PROP_N_THREADS, int(_DECODE_THREADS)])
+
+
 def probe(path: str | Path) -> VideoInfo:
     """Frame rate, size and declared frame count, read from the container (never assumed)."""
     path = Path(path)
