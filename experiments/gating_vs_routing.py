@@ -207,9 +207,12 @@ def main(argv=None) -> int:
         final["total"] = {"wer": m["total"]["wer"], "cer": m["total"]["cer"]}
         rows = {"audio-only": {"final": final}, **results}
     table = level_table(rows)
+    def gate(r, side):  # "-": no learned gates (emit)
+        g = r["epochs"][-1].get(f"{side}_mean_abs_tanh_gate") if r["epochs"] else None
+        return "-" if g is None else f"{g:.4f}"
+
     learned = "\n".join(
-        f"| {n} | {r['epochs'][-1].get('encoder_mean_abs_tanh_gate', float('nan')):.4f} | "
-        f"{r['epochs'][-1].get('decoder_mean_abs_tanh_gate', float('nan')):.4f} | "
+        f"| {n} | {gate(r, 'encoder')} | {gate(r, 'decoder')} | "
         + (" / ".join(f"{p:.3f}" for p in r["mean_route_probs"]) if r.get("mean_route_probs") else "-")
         + f" | {r['seconds']:.0f} |"
         for n, r in results.items()
