@@ -112,6 +112,8 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
         check_val_every_n_epoch=cfg.check_val_every_n_epoch, log_every_n_steps=cfg.log_every_n_steps,
         callbacks=callbacks, logger=logger, enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
         default_root_dir=str(cfg.output_root), enable_model_summary=False,
+        # "warn": deterministic kernels where PyTorch has them, a warning (not an error) where it does not
+        deterministic="warn" if cfg.deterministic else None,
         # The batch samplers shard themselves across ranks (Lightning cannot wrap custom batch samplers).
         use_distributed_sampler=False,
     )
