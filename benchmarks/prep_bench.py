@@ -190,8 +190,10 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     os.environ.setdefault("GLOG_minloglevel", "2")
-    # as in prepare's worker processes (prepare._worker_init): one OpenCV thread per process, so that the
-    # CPU time is not inflated by OpenCV's thread pool spinning on small images; decode is measured alike
+    # one OpenCV thread, as in prepare's worker processes (prepare._worker_init), so that the CPU time is not
+    # inflated by OpenCV's thread pool spinning on small images. FFmpeg keeps its decoding threads in this
+    # process, for the bare decode and the in-process ROI cases alike (prepare with --workers 1 decodes so);
+    # only the pool cases decode with one FFmpeg thread, as prepare's pool workers do.
     cv2.setNumThreads(1)
 
     best: dict[str, float] = {}

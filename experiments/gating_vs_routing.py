@@ -31,20 +31,14 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from av_eval.predictions import atomic_write_text as atomic_write
+
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
     "scale": {"soft_fusion_routing": True, "router_emits_gates": False},
     "emit": {"soft_fusion_routing": True, "router_emits_gates": True},
     "none": {"soft_fusion_routing": False},
 }
-
-
-def atomic_write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 class Recorder(L.Callback):

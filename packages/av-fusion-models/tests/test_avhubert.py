@@ -203,7 +203,7 @@ def test_reports_missing_and_unexpected_keys_by_name(tmp_path, fairseq_like_modu
     report = load_avhubert_checkpoint(model, path, strict=False)
     assert report.missing == ["encoder.layers.1.fc2.bias"]
     assert report.unexpected == ["encoder.layers.0.adapter.weight"]
-    with pytest.raises(ValueError, match="large"):  # a Base file into a Large-shaped model: shapes differ
+    with pytest.raises(ValueError, match="checkpoint is AV-HuBERT base"):  # a Base file into a Large-shaped model
         load_avhubert_checkpoint(AVHubertVideoEncoder(AVHubertConfig.large(layers=1, resnet_width=4)), path)
 
 
@@ -257,6 +257,19 @@ def test_missing_file_names_it(tmp_path):
 
 
 # ------------------------------------------------------------------ numerics against torch references
+@pytest.mark.parametrize("content", [b"<!DOCTYPE html><html>404</html>", b"", "truncated"])
+def test_unreadable_checkpoint_names_the_file(tmp_path, content):
+    """An HTML page saved as .pt, an empty file and a cut-off torch.save zip: a ValueError naming the file."""
+    path = tmp_path / "avhubert.pt"
+    if content == "truncated":
+        torch.save({"model": {"w": torch.zeros(64, 64)}}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=r"avhubert\.pt: not a readable torch checkpoint.*Download it again"):
+        load_untrusted_checkpoint(path)
+
+
 def test_weight_norm_conv_matches_torch_weight_norm():
     torch.manual_seed(0)
     conv = WeightNormConv1d(32, kernel_size=8, groups=4)

@@ -373,10 +373,12 @@ def load_avhubert_checkpoint(
     for name, tensor in state.items():
         if name in own:
             if tuple(own[name].shape) != tuple(tensor.shape):
+                width = state.get("post_extract_proj.weight")  # [encoder_embed_dim, ...]: 768 base, 1024 large
+                size = {768: "base", 1024: "large"}.get(int(width.shape[0]) if width is not None else -1)
+                guess = f"this checkpoint is AV-HuBERT {size}" if size else "the checkpoint is of another size"
                 raise ValueError(
                     f"{path}: {prefix}{name} has shape {tuple(tensor.shape)}, the model expects "
-                    f"{tuple(own[name].shape)}; is this a {'large' if tensor.shape and max(tensor.shape) >= 1024 else 'base'} "
-                    "checkpoint? Pass the matching AVHubertConfig (base() / large())."
+                    f"{tuple(own[name].shape)}; {guess}. Pass the matching AVHubertConfig (base() / large())."
                 )
             to_load[name] = tensor
         elif (

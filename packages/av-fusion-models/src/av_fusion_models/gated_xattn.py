@@ -46,7 +46,6 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
         self.k_proj = nn.Linear(d_model, d_model, bias=False)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.learned_gates = learned_gates
         self.attn_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
 
         # dense (feed-forward) branch
@@ -54,6 +53,11 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
         self.ff_in = nn.Linear(d_model, ffn_mult * d_model)
         self.ff_out = nn.Linear(ffn_mult * d_model, d_model)
         self.ff_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
+
+    @property
+    def learned_gates(self) -> bool:
+        """The block has its own tanh gates (False: the caller's per-sample scale is the gate)."""
+        return self.attn_gate is not None
 
     def cross_attention(
         self, hidden_states: torch.Tensor, video_states: torch.Tensor, key_padding_mask: torch.Tensor | None

@@ -172,18 +172,29 @@ def load_untrusted_checkpoint(path: str | os.PathLike | io.BytesIO, map_location
 
     Tries `torch.load(weights_only=True)` first; files with configuration objects inside (fairseq
     checkpoints) go through `RestrictedUnpickler`. Raises `UnsafeCheckpointError` naming the
-    refused global when the file asks for anything else, `FileNotFoundError` when it is missing.
+    refused global when the file asks for anything else, `FileNotFoundError` when it is missing and
+    `ValueError` naming the file when it is not a readable torch checkpoint (truncated, HTML, ...).
     """
     if not isinstance(path, io.BytesIO):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {path} does not exist (give the path of a .pt file)")
+    unreadable = (RuntimeError, EOFError, pickle.UnpicklingError)  # truncated zip, empty file, not a pickle
+
+    def not_a_checkpoint(err: Exception) -> ValueError:
+        return ValueError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: {err}). "
+                          "Download it again, or check that the path points at the .pt file itself.")
+
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError:  # also what weights_only says about fairseq's config objects: try below
         if isinstance(path, io.BytesIO):
             path.seek(0)
+    except (RuntimeError, EOFError) as err:
+        raise not_a_checkpoint(err) from None
     try:
         return torch.load(path, map_location=map_location, weights_only=False, pickle_module=_RestrictedPickleModule)
     except UnsafeCheckpointError as err:
         raise UnsafeCheckpointError(f"{path}: {err}") from None
+    except unreadable as err:
+        raise not_a_checkpoint(err) from None

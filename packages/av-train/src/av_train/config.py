@@ -49,8 +49,7 @@ class TrainingConfig:
 
     # --- model -----------------------------------------------------------------------------------
     modality: Literal["audio", "audio_visual"] = "audio"
-    """``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips.
-    ``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips."""
+    """``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips."""
     model_name: str = "openai/whisper-small"
     """Whisper hub name (e.g. ``openai/whisper-small``) or a local HF model folder."""
     local_model_only: bool = False
@@ -110,8 +109,7 @@ class TrainingConfig:
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
-    """Peak learning rate (AdamW) of Whisper's weights (and of everything when video_learning_rate is unset).
-    Peak learning rate (AdamW) of Whisper's weights (and of everything when video_learning_rate is unset)."""
+    """Peak learning rate (AdamW) of Whisper's weights (and of everything when video_learning_rate is unset)."""
     video_learning_rate: float | None = None
     """Learning rate of newly added parts (video encoder, fusion blocks, router); default: learning_rate."""
     weight_decay: float = 0.01
@@ -160,8 +158,7 @@ class TrainingConfig:
     speaker_weights: dict[str, float] | None = None
     """Per-speaker sampling weights (WeightedRandomSampler); missing speakers weigh 1."""
     early_stopping_patience: int = 5
-    """Validations without improvement of early_stopping_metric before training stops (0: no early stopping).
-    Validations without improvement of early_stopping_metric before training stops (0: no early stopping)."""
+    """Validations without improvement of early_stopping_metric before training stops (0: no early stopping)."""
     early_stopping_metric: str = "val/wer"
     """Metric that selects best.ckpt and drives early stopping (``val/wer``, ``val/cer``, ``val/wsr``
     (maximised), ``val/wer_macro``, ``val/wer_<level>``, ``val/loss``)."""

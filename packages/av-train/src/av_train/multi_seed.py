@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from av_eval import Report
 from av_train.config import ConfigError, TrainingConfig, load_config
 
 METRICS = ("wer", "cer", "wsr")
@@ -98,11 +99,12 @@ def _metrics_from_file(results_dir: Path) -> dict[str, float]:
     path = results_dir / "metrics.json"
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text(encoding="utf-8"))
-    out = {m: data["total"][m] for m in METRICS}
-    for level, s in data.get("per_level", {}).items():
-        out.update({f"{m}_{level}": s[m] for m in METRICS})
-    return out
+    try:
+        return _metrics_of(Report.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:  # half-written or foreign file
+        print(f"warning: {path}: unreadable metrics ({type(e).__name__}: {e}); this seed is left out of the "
+              "summary. Validate the seed again (rerun the same command) to rewrite it.", file=sys.stderr)
+        return {}
 
 
 def _best(cfg: TrainingConfig) -> str | None:

@@ -78,22 +78,24 @@ class FrameLandmarks:
     """(x, y) of ``gray``'s top-left pixel in the frame."""
 
 
-def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """Least-squares similarity (2, 3) mapping ``src`` (P, 2) onto ``dst`` (P, 2) (closed form).
+def similarity_to_reference(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """Least-squares similarity transforms (Umeyama in 2-D, closed form with complex numbers) mapping
+    ``points`` (n, P, 2) onto ``reference`` (P, 2): returns (n, 2, 3) matrices [sR | t]."""
+    z = points[..., 0] + 1j * points[..., 1]  # (n, P)
+    w = reference[:, 0] + 1j * reference[:, 1]  # (P,)
+    zc = z - z.mean(axis=1, keepdims=True)
+    wc = w - w.mean()
+    a = (wc[None, :] * np.conj(zc)).sum(axis=1) / (np.abs(zc) ** 2).sum(axis=1)  # s * exp(i theta)
+    b = w.mean() - a * z.mean(axis=1)
+    m = np.empty((len(z), 2, 3))
+    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = a.real, -a.imag, b.real
+    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = a.imag, a.real, b.imag
+    return m
 
-    With points as complex numbers z (src) and w (dst), centred: a = sum(w conj(z)) / sum(|z|^2),
-    b = mean(w) - a mean(z); written out in real arithmetic (this runs once per tracked frame)."""
-    zm, wm = src.mean(axis=0), dst.mean(axis=0)
-    zc, wc = src - zm, dst - wm
-    den = float(np.vdot(zc, zc))
-    if den > 0:
-        a_re = float(np.vdot(zc, wc)) / den
-        a_im = float(zc[:, 0] @ wc[:, 1] - zc[:, 1] @ wc[:, 0]) / den
-    else:
-        a_re, a_im = 1.0, 0.0
-    bx = wm[0] - (a_re * zm[0] - a_im * zm[1])
-    by = wm[1] - (a_im * zm[0] + a_re * zm[1])
-    return np.array([[a_re, -a_im, bx], [a_im, a_re, by]])
+
+def fit_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """Least-squares similarity (2, 3) mapping ``src`` (P, 2) onto ``dst`` (P, 2)."""
+    return similarity_to_reference(src[None], dst)[0]
 
 
 def _gray_window(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
@@ -228,7 +230,7 @@ class FlowTracker:
             return None, None
         pts1 = q1.reshape(-1, 2).astype(np.float64) + off
         # the untracked mesh points, and any tracked point that failed the check, move with the face
-        sim = fit_similarity(pts0[good], pts1[good]) if n_good < len(good) else fit_similarity(pts0, pts1)
+        sim = fit_similarity(pts0[good], pts1[good])
         full1 = full0 @ sim[:, :2].T + sim[:, 2]
         if n_good < len(good):
             full1[self.points[good]] = pts1[good]

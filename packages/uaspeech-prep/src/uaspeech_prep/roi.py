@@ -55,7 +55,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uaspeech_prep.lip_tracking import FrameLandmarks
+from uaspeech_prep.lip_tracking import FlowParams, FlowTracker, FrameLandmarks, similarity_to_reference
 from uaspeech_prep.video_io import iter_frames, probe, write_video
 
 OUTER_LIPS: tuple[int, ...] = (
@@ -128,9 +128,7 @@ class RoiParams:
             return max(1, int(round(src_fps)))
         return max(1, int(round(src_fps / 10.0)))
 
-    def flow_params(self, src_fps: float):
-        from uaspeech_prep.lip_tracking import FlowParams
-
+    def flow_params(self, src_fps: float) -> FlowParams:
         every = self.every(src_fps)  # key frames at least on frames 0, every, 2 * every, ... of a clip
         return FlowParams(max_gap=every - 1, retry_every=min(every, max(1, int(round(src_fps / 10.0)))),
                           max_fb_px=self.flow_max_fb_px, reach=0.42 * self.scale + 0.1)
@@ -333,21 +331,6 @@ def interpolate_missing(landmarks: list[np.ndarray | None]) -> np.ndarray:
     return stack[lo] * (1.0 - w) + stack[hi] * w
 
 
-def similarity_to_reference(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Least-squares similarity transforms (Umeyama in 2-D, closed form with complex numbers) mapping
-    ``points`` (n, P, 2) onto ``reference`` (P, 2): returns (n, 2, 3) matrices [sR | t]."""
-    z = points[..., 0] + 1j * points[..., 1]  # (n, P)
-    w = reference[:, 0] + 1j * reference[:, 1]  # (P,)
-    zc = z - z.mean(axis=1, keepdims=True)
-    wc = w - w.mean()
-    a = (wc[None, :] * np.conj(zc)).sum(axis=1) / (np.abs(zc) ** 2).sum(axis=1)  # s * exp(i theta)
-    b = w.mean() - a * z.mean(axis=1)
-    m = np.empty((len(z), 2, 3))
-    m[:, 0, 0], m[:, 0, 1], m[:, 0, 2] = a.real, -a.imag, b.real
-    m[:, 1, 0], m[:, 1, 1], m[:, 1, 2] = a.imag, a.real, b.imag
-    return m
-
-
 def output_indices(n_src: int, src_fps: float, out_fps: float) -> np.ndarray:
     """Nearest-time source frame for each output frame (first output frame = first source frame)."""
     if n_src <= 0:
@@ -484,8 +467,6 @@ class LandmarkStream:
     one tracking step serves every clip that wants the frame; the frame is converted to gray once."""
 
     def __init__(self, tracker: LipTracker, params: RoiParams, src_fps: float):
-        from uaspeech_prep.lip_tracking import FlowTracker
-
         params.validate()
         self.tracker, self.params, self.src_fps = tracker, params, float(src_fps)
         self.every = params.every(src_fps)

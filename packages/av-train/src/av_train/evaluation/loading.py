@@ -67,8 +67,10 @@ def load_run(checkpoint: str | Path, data: str | Path | None = None, device: tor
                 "Copy the run's config.yaml next to the checkpoint (or pass the config explicitly)."
             )
         config = load_config(cfg_file)
-    cfg = replace(config, pt_audio_ckpt=None, pt_video_ckpt=None, freeze_whisper=False, unfreeze_mlp_layers=False,
-                  router_train_only=False, freeze_video_encoder=False)
+    # Warm-start files (audio / video checkpoints, the video encoder's pretrained weights) are not read: the
+    # checkpoint holds every weight, and they may not exist where the run is evaluated.
+    cfg = replace(config, pt_audio_ckpt=None, pt_video_ckpt=None, video_encoder_ckpt=None, freeze_whisper=False,
+                  unfreeze_mlp_layers=False, router_train_only=False, freeze_video_encoder=False)
     if data is not None:
         cfg = replace(cfg, uaspeech_root=str(data))
     state = load_state_dict_safely(checkpoint)

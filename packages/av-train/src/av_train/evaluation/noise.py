@@ -81,9 +81,12 @@ class NoisyEvalDataset(UASpeechAVDataset):
         rng = np.random.default_rng([self.noise_seed, index, 7])
         if self.kind == "white":
             return rng.standard_normal(n).astype(np.float32)
-        pool = [i for i in range(len(self.samples)) if self.samples[i].utt_id != self.samples[index].utt_id]
-        picks = rng.choice(len(pool), size=min(self.talkers, len(pool)), replace=False)
-        return babble([load_audio(self.samples[pool[int(k)]].audio) for k in picks], n, rng)
+        # other talkers: distinct draws from the set without this utterance (index i >= index stands for i + 1),
+        # without building that O(N) list for every utterance
+        others = len(self.samples) - 1
+        picks = rng.choice(others, size=min(self.talkers, others), replace=False)
+        picks = picks + (picks >= index)
+        return babble([load_audio(self.samples[int(k)].audio) for k in picks], n, rng)
 
     def features(self, index: int, epoch: int = 0) -> torch.Tensor:
         audio = load_audio(self.samples[index].audio)

@@ -18,7 +18,6 @@ from pathlib import Path
 
 from av_eval import score_predictions, summarize_reports, training_words, write_predictions, write_summary
 from av_eval.predictions import atomic_write_text
-from av_eval.predictions import read_predictions
 from av_eval.report import comparison_table, plot_route_probs, route_probs_per_level, summary_table
 from av_train.config import ConfigError, load_config
 from av_train.evaluation.decoding import decode_runs
@@ -65,7 +64,7 @@ def run_validation(args: argparse.Namespace) -> dict:
     out = Path(args.output_file) if args.output_file else results / f"{cfg.train_id}_seed_validation.json"
     pred_dir = out.with_name(out.stem + "_predictions")
     words = None
-    reports, loaded = {}, []
+    reports, loaded, routes = {}, [], {}
     for seed, ckpt in found:
         # The run's own saved config when present, else the given one with this seed's identity.
         own = ckpt.parent / "config.yaml"
@@ -80,6 +79,9 @@ def run_validation(args: argparse.Namespace) -> dict:
         name = f"{cfg.train_id}_{seed}"
         write_predictions(pred_dir / f"{name}_predictions_{args.split}.jsonl", preds)
         reports[name] = score_predictions(preds, train_words=words or None)
+        seed_routes = route_probs_per_level(preds)
+        if seed_routes is not None:  # soft routing runs: the router's mean route probabilities per level
+            routes[name] = seed_routes
         print(f"seed {seed}: WER {100 * reports[name].total.wer:.2f}%  ({ckpt})")
         if args.true_ensemble:
             loaded.append(run)
@@ -94,19 +96,15 @@ def run_validation(args: argparse.Namespace) -> dict:
         print(f"true ensemble of {len(loaded)}: WER {100 * ensemble.total.wer:.2f}%")
     summary = summarize_reports(reports, ensemble)
     paths = write_summary(summary, out, title=cfg.train_id)
-    routes = {}
-    for name in reports:
-        r = route_probs_per_level(read_predictions(pred_dir / f"{name}_predictions_{args.split}.jsonl"))
-        if r is not None:
-            routes[name] = r
-    if routes:  # soft routing runs: the router's mean route probabilities per level, per seed
+    if routes:
         paths["routes_png"] = plot_route_probs(routes, out.with_name(out.stem + "_route_probs.png"))
+    table = summary_table({cfg.train_id: summary}, metrics=("wer", "cer", "wsr"))
     md = [f"# {cfg.train_id}: {len(reports)} seed(s), split {args.split}", "",
-          "## Seed mean ± 95% CI (percent)", "", summary_table({cfg.train_id: summary}, metrics=("wer", "cer", "wsr")),
+          "## Seed mean ± 95% CI (percent)", "", table,
           "## Per seed (percent)", "", comparison_table({**reports, **({"ensemble": ensemble} if ensemble else {})},
                                                          metrics=("wer",))]
     paths["md"] = atomic_write_text(out.with_suffix(".md"), "\n".join(md))
-    print(summary_table({cfg.train_id: summary}, metrics=("wer", "cer", "wsr")))
+    print(table)
     for kind, path in paths.items():
         print(f"{kind}: {path}")
     return {"summary": summary, "paths": paths}
