@@ -19,6 +19,7 @@ from av_eval.cli import main as av_eval_main
 from av_eval.predictors import load_predictors
 from av_train.checkpoints import CheckpointError
 from av_train.config import from_dict
+from av_train.data import noise as data_noise
 from av_train.evaluation import noise as noise_mod
 from av_train.evaluation.decoding import decode_runs, ensemble_greedy, eval_samples, model_inputs
 from av_train.evaluation.loading import find_checkpoints, load_run
@@ -105,7 +106,7 @@ def test_load_run_restores_weights_and_refuses_malicious_files(seeds, tmp_path):
 def _batch(run, n=4):
     from av_train.data.dataset import Collator
 
-    ds = noise_mod.UASpeechAVDataset(eval_samples(run, "B2"), run.targets, run.cfg.is_audio_visual, train=False,
+    ds = noise_mod.UASpeechAVDataset(eval_samples(run, "B2"), run.targets, run.cfg.uses_video, train=False,
                                      n_mels=run.n_mels, cache_features=False)
     return Collator(run.targets.pad_id)([ds[i] for i in range(n)])
 
@@ -223,14 +224,14 @@ def test_mix_at_snr_hits_the_requested_snr():
     speech = rng.standard_normal(16000).astype(np.float32) * 0.3
     noise = rng.standard_normal(16000).astype(np.float32) * 5.0
     for snr in (10.0, 0.0, -5.0):
-        mixed = noise_mod.mix_at_snr(speech, noise, snr)
+        mixed = data_noise.mix_at_snr(speech, noise, snr)
         added = mixed - speech
-        assert 10 * np.log10(noise_mod.power(speech) / noise_mod.power(added)) == pytest.approx(snr, abs=1e-3)
+        assert 10 * np.log10(data_noise.power(speech) / data_noise.power(added)) == pytest.approx(snr, abs=1e-3)
     with pytest.raises(ValueError, match="silent"):
-        noise_mod.mix_at_snr(speech, np.zeros_like(speech), 0.0)
+        data_noise.mix_at_snr(speech, np.zeros_like(speech), 0.0)
     # babble: the sum of unit-power talkers -> power about the number of talkers (independent signals)
     talkers = [rng.standard_normal(8000) for _ in range(4)]
-    assert noise_mod.power(noise_mod.babble(talkers, 16000, rng)) == pytest.approx(4.0, rel=0.1)
+    assert data_noise.power(data_noise.babble(talkers, 16000, rng)) == pytest.approx(4.0, rel=0.1)
     assert noise_mod.parse_snrs(["clean", "10,5", "-5"]) == [None, 10.0, 5.0, -5.0]
 
 

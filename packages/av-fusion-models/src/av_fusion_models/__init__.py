@@ -11,7 +11,15 @@ from .avhubert import (
 )
 from .configuration import AVHUBERT_SIZES, FUSION_LOCATIONS, VIDEO_ENCODERS, AVWhisperConfig
 from .constrained import TokenTrie, word_target_text
-from .features import SILENCE_LOG_MEL, log_mel, log_mel_pad_value, num_log_mel_frames, pad_log_mel_batch
+from .features import (
+    SILENCE_LOG_MEL,
+    log_mel,
+    log_mel_pad_value,
+    mel_frames_for_video,
+    num_log_mel_frames,
+    pad_log_mel_batch,
+    silence_log_mel,
+)
 from .freezing import (
     count_parameters,
     freeze_video_encoder,
@@ -78,12 +86,14 @@ __all__ = [
     "log_mel",
     "log_mel_pad_value",
     "masked_mean_std",
+    "mel_frames_for_video",
     "normalize_video",
     "num_log_mel_frames",
     "pad_log_mel_batch",
     "random_crop",
     "random_horizontal_flip",
     "router_train_only",
+    "silence_log_mel",
     "sinusoidal_positions",
     "trainable_parameter_names",
     "unfreeze_all",

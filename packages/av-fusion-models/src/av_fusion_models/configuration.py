@@ -46,6 +46,14 @@ class AVWhisperConfig:
             (encoder heads for encoder blocks, decoder heads for decoder blocks).
         xattn_ffn_mult: hidden size of the gated block's feed-forward = mult * d_model.
         xattn_dropout: dropout inside the gated block (attention probabilities and FFN output).
+        xattn_gate_init: initial value g0 of every learned gate (the block adds tanh(g0) times its
+            output). 0 (default) makes the fused model exactly Whisper at initialisation, but then the
+            video path receives no gradient until the gates move; a small non-zero value (e.g. 0.1)
+            lets a video encoder trained from scratch learn from the first step.
+        video_only: lip reading. The model never listens: its audio input is always digital silence
+            of the video's duration (`input_features` may be omitted), the same input a sample with
+            dropped audio gets in audio-visual training, so a lip-reading checkpoint has exactly the
+            audio-visual model's parameters and can initialise it. Needs video fusion.
         video_positional: add sinusoidal positions to the projected video features.
         soft_fusion_routing: learn a per-sample FusionRouter that scales the encoder / decoder
             fusion. Forces fusion blocks in both encoder and decoder (whatever `fusion_location`
@@ -79,6 +87,8 @@ class AVWhisperConfig:
     xattn_heads: int | None = None
     xattn_ffn_mult: int = 4
     xattn_dropout: float = 0.0
+    xattn_gate_init: float = 0.0
+    video_only: bool = False
     video_positional: bool = True
     soft_fusion_routing: bool = False
     routing_hidden_dim: int = 256
@@ -119,6 +129,8 @@ class AVWhisperConfig:
             )
         if self.video_encoder == "precomputed" and self.video_dim is None and self.fusion_location != "none":
             raise ValueError("video_encoder='precomputed' needs an explicit video_dim")
+        if self.video_only and self.fusion_location == "none":
+            raise ValueError("video_only (lip reading) needs video fusion; fusion_location='none' contradicts it")
         if self.router_emits_gates and not self.soft_fusion_routing:
             raise ValueError("router_emits_gates needs soft_fusion_routing=True (the router supplies the gates)")
         if self.soft_fusion_routing and self.fusion_location == "none":

@@ -81,6 +81,23 @@ def log_mel(audio_16k: np.ndarray | torch.Tensor, feature_extractor_or_n_mels=80
     return (log_spec + 4.0) / 4.0
 
 
+def silence_log_mel(num_frames: int, n_mels: int = 80) -> torch.Tensor:
+    """Whisper's log-mel of digital silence, [n_mels, T] with T = num_frames rounded up to even.
+
+    Every value is `SILENCE_LOG_MEL`, which is also the padding value after a silent clip, so a
+    batch of silences padded to its longest is one silence of that length. This is the audio of a
+    lip-reading (video-only) model and of a sample whose audio is dropped (modality dropout).
+    """
+    t = max(2, int(num_frames) + int(num_frames) % 2)
+    return torch.full((n_mels, t), SILENCE_LOG_MEL, dtype=torch.float32)
+
+
+def mel_frames_for_video(num_video_frames: int, video_fps: float, mel_frame_rate: float = SAMPLING_RATE / 160) -> int:
+    """Log-mel frames (100 per second) that cover `num_video_frames` frames at `video_fps`, rounded up to even."""
+    t = int(-(-num_video_frames * mel_frame_rate // video_fps))
+    return max(2, t + t % 2)
+
+
 def log_mel_pad_value(features: torch.Tensor) -> float:
     """Value of a frame of pure zero-padding after the clip whose log-mel is `features` [n_mels, T]."""
     return max(float(features.max()) - 2.0, SILENCE_LOG_MEL)

@@ -3,8 +3,11 @@
     x <- x + s * tanh(attn_gate) * XAttn(LN(x), video)
     x <- x + s * tanh(ff_gate)   * FFN(LN(x))
 
-`attn_gate` and `ff_gate` are scalars initialised to 0, so a freshly inserted block is the
-identity and the wrapped Whisper behaves exactly as before. `s` is an optional per-sample scale
+`attn_gate` and `ff_gate` are scalars initialised to `gate_init` (default 0), so a freshly inserted
+block is the identity and the wrapped Whisper behaves exactly as before. With gates at 0 the video
+path gets no gradient at all (d out / d XAttn = tanh(0) = 0) until the gates move; a non-zero
+`gate_init` lets a video front-end trained from scratch learn from the first step
+(docs/LIP_READING.md). `s` is an optional per-sample scale
 (the FusionRouter's encoder/decoder scale); a sample whose video frames are all padding gets
 `s = 0` (no video, no contribution).
 
@@ -30,7 +33,13 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
     """
 
     def __init__(
-        self, d_model: int, num_heads: int, ffn_mult: int = 4, dropout: float = 0.0, learned_gates: bool = True
+        self,
+        d_model: int,
+        num_heads: int,
+        ffn_mult: int = 4,
+        dropout: float = 0.0,
+        learned_gates: bool = True,
+        gate_init: float = 0.0,
     ):
         super().__init__()
         if d_model % num_heads != 0:
@@ -46,13 +55,13 @@ class GatedCrossAttentionBlock(GradientCheckpointingLayer):
         self.k_proj = nn.Linear(d_model, d_model, bias=False)
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.attn_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
+        self.attn_gate = nn.Parameter(torch.full((), float(gate_init))) if learned_gates else None
 
         # dense (feed-forward) branch
         self.ff_layer_norm = nn.LayerNorm(d_model)
         self.ff_in = nn.Linear(d_model, ffn_mult * d_model)
         self.ff_out = nn.Linear(ffn_mult * d_model, d_model)
-        self.ff_gate = nn.Parameter(torch.zeros(())) if learned_gates else None
+        self.ff_gate = nn.Parameter(torch.full((), float(gate_init))) if learned_gates else None
 
     @property
     def learned_gates(self) -> bool:

@@ -46,6 +46,7 @@ from transformers.utils import ModelOutput
 from .avhubert import AVHubertLoadReport, AVHubertVideoEncoder, load_avhubert_checkpoint
 from .configuration import AVWhisperConfig
 from .constrained import TokenTrie
+from .features import SILENCE_LOG_MEL, mel_frames_for_video
 from .gated_xattn import GatedCrossAttentionBlock
 from .router import FusionRouter, RouterOutput
 from .video_resnet import ResNetVideoEncoder
@@ -210,6 +211,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
             ffn_mult=cfg.xattn_ffn_mult,
             dropout=cfg.xattn_dropout,
             learned_gates=not cfg.router_emits_gates,
+            gate_init=cfg.xattn_gate_init,
         )
         return block.to(device=param.device, dtype=param.dtype)
 
@@ -261,6 +263,22 @@ class AVWhisperForConditionalGeneration(nn.Module):
     @property
     def gated_xattn_blocks(self) -> list[GatedCrossAttentionBlock]:
         return [m for m in self.modules() if isinstance(m, GatedCrossAttentionBlock)]
+
+    def gate_values(self) -> dict[str, dict[str, float]]:
+        """tanh of every learned gate, by block: {"encoder.0": {"attn": a, "ff": f}, "decoder.3": {...}}.
+
+        The fraction of each fused branch that reaches the residual stream (before a router's scale);
+        empty when the blocks have no learned gates (`router_emits_gates`) or there is no fusion.
+        """
+        out = {}
+        for side, stack in (("encoder", self.whisper.model.encoder), ("decoder", self.whisper.model.decoder)):
+            for i, layer in enumerate(stack.layers):
+                if isinstance(layer, _GatedXAttnLayer) and layer.xattn.learned_gates:
+                    out[f"{side}.{i}"] = {
+                        "attn": float(torch.tanh(layer.xattn.attn_gate.detach().float())),
+                        "ff": float(torch.tanh(layer.xattn.ff_gate.detach().float())),
+                    }
+        return out
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -331,6 +349,31 @@ class AVWhisperForConditionalGeneration(nn.Module):
         pos = torch.arange(num_frames, device=device, dtype=torch.float32) * step
         return sinusoidal_positions(pos, self.whisper.config.d_model).to(dtype=dtype)
 
+    def silent_audio(
+        self, video: torch.Tensor | None, video_padding_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The audio of a lip-reading model: digital silence as long as the video.
+
+        Shapes:
+            video [B, T_v, ...]; video_padding_mask [B, T_v] bool, True = padding
+        Returns:
+            input_features [B, n_mels, T_a] (all SILENCE_LOG_MEL; T_a = 3000 without cut_encoder_positions),
+            input_lengths [B] long (each sample's own silence length)
+        """
+        if video is None:
+            raise ValueError("a video_only (lip-reading) model needs the video")
+        bsz, t_v = video.shape[:2]
+        frames = torch.full((bsz,), t_v, dtype=torch.long)
+        if video_padding_mask is not None:
+            frames = (~video_padding_mask.to(torch.bool)).sum(dim=1).cpu()
+        enc = self.whisper.model.encoder
+        full = enc.config.max_source_positions * enc.conv1.stride[0] * enc.conv2.stride[0]
+        lengths = torch.tensor([min(full, mel_frames_for_video(int(n), self.config.video_fps)) for n in frames])
+        t_a = int(lengths.max()) if self.config.cut_encoder_positions else full
+        n_mels = self.whisper.config.num_mel_bins
+        feats = torch.full((bsz, n_mels, t_a), SILENCE_LOG_MEL, dtype=self.dtype, device=self.device)
+        return feats, lengths.to(self.device)
+
     def _modality_dropout(self, bsz: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-sample (drop_video, drop_audio) bool [B]; mutually exclusive."""
         u = torch.rand(bsz, device=device)
@@ -340,16 +383,23 @@ class AVWhisperForConditionalGeneration(nn.Module):
 
     def prepare_fusion(
         self,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None,
         video: torch.Tensor | None = None,
         video_padding_mask: torch.Tensor | None = None,
         levels: torch.Tensor | None = None,
         input_lengths: torch.Tensor | None = None,
         modality_dropout: bool | None = None,
     ) -> _Fusion:
-        """Video encoder + projection + router + modality dropout, once per batch."""
+        """Video encoder + projection + router + modality dropout, once per batch.
+
+        A `video_only` model (lip reading) replaces `input_features` (which may be None) by silence.
+        """
         if modality_dropout is None:
             modality_dropout = self.training
+        if self.config.video_only:
+            input_features, input_lengths = self.silent_audio(video, video_padding_mask)
+        elif input_features is None:
+            raise ValueError("input_features (log-mel audio) is required unless the model is video_only")
         input_features = input_features.to(device=self.device, dtype=self.dtype)
         if video is None or not self.config.uses_video:
             return _Fusion(input_features=input_features)
@@ -357,8 +407,6 @@ class AVWhisperForConditionalGeneration(nn.Module):
         bsz = projected.shape[0]
         if modality_dropout and (self.config.video_dropout > 0 or self.config.audio_dropout > 0):
             drop_video, drop_audio = self._modality_dropout(bsz, projected.device)
-            from .features import SILENCE_LOG_MEL
-
             mask = mask | drop_video[:, None]
             input_features = torch.where(
                 drop_audio[:, None, None].to(input_features.device),
@@ -433,7 +481,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
     # ---------------------------------------------------------------------------- forward
     def forward(
         self,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         decoder_input_ids: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         video: torch.Tensor | None = None,
@@ -446,7 +494,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
     ) -> AVWhisperOutput:
         """
         Shapes:
-            input_features     [B, n_mels, T_a]  log-mel (T_a <= 3000; exactly 3000 unless cut_encoder_positions)
+            input_features     [B, n_mels, T_a]  log-mel (T_a <= 3000; exactly 3000 unless cut_encoder_positions);
+                               ignored (may be None) for a video_only model, which hears silence
             decoder_input_ids  [B, L] long (if None: labels shifted right, as in HF Whisper)
             labels             [B, L] long, -100 = ignored
             video              [B, T_v, 88, 88] normalised frames ([B, T_v, video_dim] for "precomputed")
@@ -495,7 +544,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
     @torch.no_grad()
     def generate(
         self,
-        input_features: torch.Tensor,
+        input_features: torch.Tensor | None = None,
         video: torch.Tensor | None = None,
         video_padding_mask: torch.Tensor | None = None,
         levels: torch.Tensor | None = None,
@@ -538,7 +587,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
         if pad_token_id is None:
             pad_token_id = wcfg.pad_token_id if wcfg.pad_token_id is not None else eos_ids[0]
-        bsz = input_features.shape[0]
+        bsz = (input_features if input_features is not None else video).shape[0]
         device = self.device
         if decoder_input_ids is None:
             decoder_input_ids = torch.full((bsz, 1), wcfg.decoder_start_token_id, dtype=torch.long, device=device)

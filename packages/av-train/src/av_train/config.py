@@ -48,8 +48,11 @@ class TrainingConfig:
     """Cap the training set (after shuffling with the seed); for quick experiments."""
 
     # --- model -----------------------------------------------------------------------------------
-    modality: Literal["audio", "audio_visual"] = "audio"
-    """``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips."""
+    modality: Literal["audio", "audio_visual", "video"] = "audio"
+    """``audio``: Whisper alone. ``audio_visual``: Whisper + video encoder + gated cross-attention to the lips.
+    ``video``: lip reading, the audio-visual model that never hears the audio (its audio input is silence of
+    the video's length, as for a sample whose audio is dropped); its checkpoint can initialise an audio-visual
+    run (``pt_video_ckpt``). See docs/LIP_READING.md."""
     model_name: str = "openai/whisper-small"
     """Whisper hub name (e.g. ``openai/whisper-small``) or a local HF model folder."""
     local_model_only: bool = False
@@ -73,6 +76,12 @@ class TrainingConfig:
     """Weights for the video front-end. ``resnet``: a safetensors file, a state dict or an audio-visual run's
     checkpoint (keys ``model.video_encoder.*``). ``avhubert``: an official AV-HuBERT fairseq checkpoint,
     self-supervised or fine-tuned. Loaded strictly, without executing code."""
+    gate_init: float = 0.0
+    """Initial value g0 of every gate of the gated cross-attention blocks (each adds tanh(g0) x its output).
+    0 keeps the model exactly Whisper at the first step, but the video path then gets no gradient until the
+    gates move; a small value (0.1) lets a video encoder trained from scratch learn from the first step."""
+    gate_learning_rate: float | None = None
+    """Learning rate of the gates alone (default: video_learning_rate, else learning_rate)."""
     freeze_video_encoder: bool = False
     """Keep the video front-end fixed (weights and BatchNorm statistics)."""
     video_positional: bool = True
@@ -152,7 +161,13 @@ class TrainingConfig:
     num_time_masks: int = 2
     """Time masks per clip."""
     noise_prob: float = 0.0
-    """Probability of adding white noise to a training clip at an SNR drawn from noise_snr_db."""
+    """Probability of adding noise (``noise_type``) to a training clip at an SNR drawn from noise_snr_db."""
+    noise_type: Literal["white", "babble", "mixed"] = "white"
+    """Training noise: ``white``, ``babble`` (the sum of ``noise_talkers`` other training utterances, never test
+    ones: speech-like noise, the kind that hurts a recognizer most) or ``mixed`` (each noisy clip draws one of the
+    two). Deterministic per (seed, epoch, clip)."""
+    noise_talkers: int = 4
+    """Other training utterances summed into babble noise."""
     noise_snr_db: list[float] = field(default_factory=lambda: [0.0, 20.0])
     """[low, high] range of the noise SNR in dB (uniform)."""
     speaker_weights: dict[str, float] | None = None
@@ -199,12 +214,17 @@ class TrainingConfig:
 
     # ---------------------------------------------------------------------------------------------
     @property
-    def is_audio_visual(self) -> bool:
-        return self.modality == "audio_visual"
+    def uses_video(self) -> bool:
+        """The model has a video branch (audio-visual or lip reading)."""
+        return self.modality in ("audio_visual", "video")
+
+    @property
+    def uses_audio(self) -> bool:
+        return self.modality != "video"
 
     @property
     def effective_fusion_location(self) -> str:
-        if not self.is_audio_visual:
+        if not self.uses_video:
             return "none"
         if self.soft_fusion_routing:
             return "both"
@@ -331,9 +351,9 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
     av_only = [
         "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
         "video_encoder_ckpt",
-        "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout",
+        "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
     ]
-    if not cfg.is_audio_visual:
+    if not cfg.uses_video:
         for key in av_only:
             default = _FIELDS[key].default
             if key in explicit and getattr(cfg, key) != default and getattr(cfg, key) not in (None, False, 0.0):
@@ -341,6 +361,11 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
                     f"{source}: {key!r} is an audio-visual option but modality is 'audio'. "
                     "Set modality: audio_visual or remove the option."
                 )
+    if not cfg.uses_audio:
+        for key, why in (("audio_dropout", "there is no audio to drop"), ("video_dropout", "the video is the only input"),
+                         ("noise_prob", "the audio is never heard"), ("soft_fusion_routing", "there is no audio to route")):
+            if getattr(cfg, key):
+                raise ConfigError(f"{source}: {key!r} makes no sense with modality: video ({why}); remove it.")
     if cfg.soft_fusion_routing and cfg.fusion_location not in (None, "both"):
         raise ConfigError(
             f"{source}: soft_fusion_routing wraps encoder AND decoder layers; fusion_location must be 'both' or unset, "
@@ -358,6 +383,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
             raise ConfigError(f"{source}: {key!r} must be in [0, 1), got {getattr(cfg, key)}")
     if len(cfg.noise_snr_db) != 2 or cfg.noise_snr_db[0] > cfg.noise_snr_db[1]:
         raise ConfigError(f"{source}: 'noise_snr_db' must be [low, high] in dB, got {cfg.noise_snr_db}")
+    if cfg.noise_talkers < 1:
+        raise ConfigError(f"{source}: 'noise_talkers' must be >= 1")
     if not cfg.microphones:
         raise ConfigError(f"{source}: 'microphones' must name at least one channel, e.g. [M5]")
     if cfg.batch_size < 1:

@@ -42,6 +42,8 @@ def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
         avhubert_size=cfg.avhubert_size,
         avhubert_checkpoint=cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
         xattn_heads=cfg.xattn_heads,
+        xattn_gate_init=cfg.gate_init,
+        video_only=not cfg.uses_audio,
         video_positional=cfg.video_positional,
         soft_fusion_routing=cfg.soft_fusion_routing,
         routing_hidden_dim=cfg.routing_hidden_dim,

@@ -149,6 +149,11 @@ class AVSRModule(L.LightningModule):
                 mean = torch.tensor(probs).mean(0).tolist()
                 for name, v in zip(("enc_only", "dec_only", "both"), mean):
                     metrics[f"route/{level}_{name}"] = v
+        # The gates' openings (tanh g): a fused model whose gates stay near 0 ignores the video.
+        gate_fn = getattr(self.model, "gate_values", None)
+        for block, gates in (gate_fn() if gate_fn else {}).items():
+            for branch, v in gates.items():
+                metrics[f"gate/{block}.{branch}"] = v
         # Every rank computed the same numbers from the gathered predictions.
         self.log_dict(metrics, sync_dist=False, rank_zero_only=False)
 
@@ -166,11 +171,14 @@ class AVSRModule(L.LightningModule):
 
     def configure_optimizers(self):
         cfg = self.cfg
-        decay, no_decay, new_decay, new_no_decay = [], [], [], []
+        decay, no_decay, new_decay, new_no_decay, gates = [], [], [], [], []
         for name, p in self.model.named_parameters():
             if not p.requires_grad:
                 continue
             is_new = name in self.new_parameter_names
+            if is_new and name.endswith(("attn_gate", "ff_gate")):
+                gates.append(p)
+                continue
             flat = p.ndim < 2 or name.endswith(".bias") or "gate" in name
             (new_no_decay if is_new and flat else new_decay if is_new else no_decay if flat else decay).append(p)
         lr_new = cfg.video_learning_rate or cfg.learning_rate
@@ -179,6 +187,8 @@ class AVSRModule(L.LightningModule):
             {"params": no_decay, "lr": cfg.learning_rate, "weight_decay": 0.0},
             {"params": new_decay, "lr": lr_new, "weight_decay": cfg.weight_decay},
             {"params": new_no_decay, "lr": lr_new, "weight_decay": 0.0},
+            # the gates, no weight decay (it would pull them back towards closed)
+            {"params": gates, "lr": cfg.gate_learning_rate or lr_new, "weight_decay": 0.0},
         ]
         groups = [g for g in groups if g["params"]]
         if not groups:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import warnings
@@ -15,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from av_eval import Report, write_predictions
+from av_eval.predictions import atomic_write_text
 from av_eval.report import write_report
 from av_train.checkpoints import load_state_dict_safely
 from av_train.config import TrainingConfig
@@ -164,6 +166,9 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
     if report is not None and trainer.is_global_zero:
         preds_file = write_predictions(cfg.results_dir / "predictions_B2.jsonl", module.last_predictions)
         write_report(report, cfg.results_dir, stem="metrics")
+        gates = model.gate_values()
+        if gates:  # how far each fused branch is open (tanh g) in the scored model
+            atomic_write_text(cfg.results_dir / "gates.json", json.dumps(gates, indent=2) + "\n")
         if cfg.per_speaker_metrics:
             print(per_speaker_table(report))
     return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)

@@ -32,7 +32,7 @@ class UASpeechDataModule(L.LightningDataModule):
     def _samples(self, split: str, mics: list[str]) -> list[Sample]:
         samples, skipped = load_samples(
             self.cfg.uaspeech_root, split, mics, self.cfg.speakers,
-            need_video=self.cfg.is_audio_visual, vocabulary=self.cfg.vocabulary,
+            need_video=self.cfg.uses_video, vocabulary=self.cfg.vocabulary,
         )
         if skipped:
             log.warning("%s: %d utterance(s) left out, e.g. %s", split, len(skipped), "; ".join(skipped[:3]))
@@ -47,8 +47,8 @@ class UASpeechDataModule(L.LightningDataModule):
         cfg = self.cfg
         if self.val_set is None:
             self.val_set = UASpeechAVDataset(
-                self._samples("test", cfg.microphones[:1]), self.targets, cfg.is_audio_visual, train=False,
-                n_mels=self.n_mels, cache_features=cfg.cache_features,
+                self._samples("test", cfg.microphones[:1]), self.targets, cfg.uses_video, train=False,
+                n_mels=self.n_mels, cache_features=cfg.cache_features, with_audio=cfg.uses_audio,
             )
         if stage in (None, "fit") and self.train_set is None:
             samples = self._samples("train", cfg.microphones)
@@ -57,9 +57,9 @@ class UASpeechDataModule(L.LightningDataModule):
                 keep = sorted(torch.randperm(len(samples), generator=g)[: cfg.max_train_samples].tolist())
                 samples = [samples[i] for i in keep]
             self.train_set = UASpeechAVDataset(
-                samples, self.targets, cfg.is_audio_visual, train=True, n_mels=self.n_mels,
+                samples, self.targets, cfg.uses_video, train=True, n_mels=self.n_mels,
                 noise_prob=cfg.noise_prob, noise_snr_db=tuple(cfg.noise_snr_db), cache_features=cfg.cache_features,
-                seed=cfg.seed,
+                seed=cfg.seed, with_audio=cfg.uses_audio, noise_type=cfg.noise_type, noise_talkers=cfg.noise_talkers,
             )
 
     def _loader_kwargs(self) -> dict:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -11,13 +10,17 @@ import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset
 
-from av_fusion_models import log_mel, normalize_video, pad_log_mel_batch
+from av_fusion_models import log_mel, mel_frames_for_video, normalize_video, pad_log_mel_batch, silence_log_mel
 from av_train.data.manifest import Sample
+from av_train.data.noise import add_white_noise, babble, mix_at_snr, pick_others
 from av_train.data.targets import TargetEncoder
 from uaspeech_prep.video_io import read_frames
 
 SAMPLE_RATE = 16_000
 CROP = 88
+# frame rate of the prepared lip ROI videos (docs/LAYOUT.md section 2)
+ROI_FPS = 25.0
+NOISE_TYPES = ("white", "babble", "mixed")
 
 
 def load_audio(path: Path) -> np.ndarray:
@@ -34,16 +37,14 @@ def load_audio(path: Path) -> np.ndarray:
     return audio
 
 
-def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
-    """White noise at ``snr_db`` relative to the clip's power."""
-    power = float(np.mean(audio**2)) + 1e-10
-    noise = rng.standard_normal(audio.shape).astype(np.float32)
-    return audio + noise * math.sqrt(power / (10 ** (snr_db / 10)))
-
-
 class UASpeechAVDataset(Dataset):
     """Examples of one split. Training mode adds noise (option) and random crop + flip of the lips;
-    evaluation mode takes the centre crop."""
+    evaluation mode takes the centre crop.
+
+    ``with_audio=False`` (lip reading): the audio file is never read; the log-mel is digital silence as
+    long as the lip video. Babble noise (``noise_type``) is made of other utterances of this same set, so
+    a training set's babble never contains a test utterance.
+    """
 
     def __init__(
         self,
@@ -56,7 +57,14 @@ class UASpeechAVDataset(Dataset):
         noise_snr_db: tuple[float, float] = (0.0, 20.0),
         cache_features: bool = True,
         seed: int = 0,
+        with_audio: bool = True,
+        noise_type: str = "white",
+        noise_talkers: int = 4,
     ):
+        if noise_type not in NOISE_TYPES:
+            raise ValueError(f"noise_type must be one of {NOISE_TYPES}, got {noise_type!r}")
+        if not (with_audio or with_video):
+            raise ValueError("a dataset without audio needs the video")
         self.samples = samples
         self.targets = targets
         self.with_video = with_video
@@ -64,6 +72,9 @@ class UASpeechAVDataset(Dataset):
         self.n_mels = n_mels
         self.noise_prob = noise_prob if train else 0.0
         self.noise_snr_db = noise_snr_db
+        self.noise_type = noise_type
+        self.noise_talkers = noise_talkers
+        self.with_audio = with_audio
         # Noise makes every epoch's features different: nothing to cache then.
         self.cache_features = cache_features and self.noise_prob == 0.0
         self._cache: dict[int, torch.Tensor] = {}
@@ -76,14 +87,33 @@ class UASpeechAVDataset(Dataset):
         # Deterministic per (seed, epoch, index), independent of worker count and order.
         return np.random.default_rng([self.seed, epoch, index, stream])
 
+    def _babble(self, index: int, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Babble of ``noise_talkers`` other utterances of this set (never another channel of this one)."""
+        own = self.samples[index].utt_id
+        picks = pick_others(len(self.samples), index, self.noise_talkers, rng)
+        talkers = [load_audio(self.samples[int(k)].audio) for k in picks if self.samples[int(k)].utt_id != own]
+        if not talkers:
+            raise RuntimeError(f"babble noise for {own}: the training set has no other utterance")
+        return babble(talkers, n, rng)
+
+    def _add_noise(self, index: int, audio: np.ndarray, epoch: int) -> np.ndarray:
+        rng = self._rng(index, epoch, 0)
+        if rng.random() >= self.noise_prob:
+            return audio
+        snr = float(rng.uniform(*self.noise_snr_db))
+        kind = self.noise_type
+        if kind == "mixed":
+            kind = "white" if rng.random() < 0.5 else "babble"
+        if kind == "white":
+            return add_white_noise(audio, snr, rng)
+        return mix_at_snr(audio, self._babble(index, audio.size, rng), snr)
+
     def features(self, index: int, epoch: int = 0) -> torch.Tensor:
         if index in self._cache:
             return self._cache[index]
         audio = load_audio(self.samples[index].audio)
         if self.noise_prob > 0:
-            rng = self._rng(index, epoch, 0)
-            if rng.random() < self.noise_prob:
-                audio = add_noise(audio, float(rng.uniform(*self.noise_snr_db)), rng)
+            audio = self._add_noise(index, audio, epoch)
         feats = log_mel(audio, self.n_mels)
         if self.cache_features:
             self._cache[index] = feats
@@ -92,7 +122,7 @@ class UASpeechAVDataset(Dataset):
     def video(self, index: int, epoch: int = 0) -> torch.Tensor:
         roi = self.samples[index].roi
         if roi is None:
-            raise RuntimeError(f"{self.samples[index].utt_id} has no lip ROI video but the run is audio-visual")
+            raise RuntimeError(f"{self.samples[index].utt_id} has no lip ROI video but the run uses video")
         decoded = read_frames(roi, gray=True)
         if not decoded:
             raise RuntimeError(f"lip ROI video {roi} has no frames; re-run `uaspeech-prep prepare --overwrite`")
@@ -113,16 +143,21 @@ class UASpeechAVDataset(Dataset):
         index, epoch = key if isinstance(key, tuple) else (key, 0)
         s = self.samples[index]
         dec_in, labels = self.targets.encode(s.word)
+        video = self.video(index, epoch) if self.with_video else None
+        if self.with_audio:
+            feats = self.features(index, epoch)
+        else:  # lip reading: silence as long as the video; the audio file is never read
+            feats = silence_log_mel(mel_frames_for_video(video.shape[0], ROI_FPS), self.n_mels)
         item = {
             "index": index,
-            "input_features": self.features(index, epoch),
+            "input_features": feats,
             "decoder_input_ids": torch.tensor(dec_in),
             "labels": torch.tensor(labels),
             "meta": {"utt_id": s.utt_id, "speaker": s.speaker, "level": s.level, "category": s.category,
                      "word": s.word, "mic": s.mic},
         }
-        if self.with_video:
-            item["video"] = self.video(index, epoch)
+        if video is not None:
+            item["video"] = video
         return item
 
 

@@ -35,7 +35,7 @@ def eval_samples(run: LoadedRun, split: str = "B2", need_video: bool | None = No
     manifest_split, block = SPLITS[split]
     samples, _ = load_samples(
         cfg.uaspeech_root, manifest_split, cfg.microphones[:1], cfg.speakers,
-        need_video=cfg.is_audio_visual if need_video is None else need_video, vocabulary=cfg.vocabulary,
+        need_video=cfg.uses_video if need_video is None else need_video, vocabulary=cfg.vocabulary,
     )
     if block is not None:
         samples = [s for s in samples if s.block == block]
@@ -45,14 +45,15 @@ def eval_samples(run: LoadedRun, split: str = "B2", need_video: bool | None = No
     return samples
 
 
-def eval_dataset(run: LoadedRun, samples: list[Sample], with_video: bool) -> UASpeechAVDataset:
-    return UASpeechAVDataset(samples, run.targets, with_video, train=False, n_mels=run.n_mels, cache_features=False)
+def eval_dataset(run: LoadedRun, samples: list[Sample], with_video: bool, with_audio: bool = True) -> UASpeechAVDataset:
+    return UASpeechAVDataset(samples, run.targets, with_video, train=False, n_mels=run.n_mels, cache_features=False,
+                             with_audio=with_audio)
 
 
 def model_inputs(run: LoadedRun, batch: dict, device: torch.device) -> dict:
     """The keyword inputs of ``run``'s model for a collated batch (video only for audio-visual runs)."""
     kw = {"input_features": batch["input_features"].to(device), "input_lengths": batch["feature_lengths"].to(device)}
-    if run.cfg.is_audio_visual:
+    if run.cfg.uses_video:
         kw["video"] = batch["video"].to(device)
         kw["video_padding_mask"] = batch["video_padding_mask"].to(device)
     if run.cfg.routing_use_level:
@@ -136,9 +137,10 @@ def decode_runs(
                              "an ensemble needs runs of the same Whisper tokenizer and char_level")
         if r.cfg.cut_encoder_positions != first.cfg.cut_encoder_positions:
             raise ValueError(f"{r.checkpoint} and {first.checkpoint} disagree on cut_encoder_positions")
-    with_video = any(r.cfg.is_audio_visual for r in runs)
+    with_video = any(r.cfg.uses_video for r in runs)
+    with_audio = any(r.cfg.uses_audio for r in runs)
     if dataset is None:
-        dataset = eval_dataset(first, eval_samples(first, split, need_video=with_video), with_video)
+        dataset = eval_dataset(first, eval_samples(first, split, need_video=with_video), with_video, with_audio)
     collate = Collator(first.targets.pad_id, pad_audio_to=None if first.cfg.cut_encoder_positions else 3000)
     sampler = DurationBatchSampler([s.duration_s for s in dataset.samples], max_seconds=float("inf"), shuffle=False,
                                    max_batch_size=batch_size)

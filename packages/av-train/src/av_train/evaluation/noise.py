@@ -29,40 +29,11 @@ from av_eval.predictions import atomic_write_text
 from av_eval.report import plot_wer_vs_snr
 from av_fusion_models import log_mel
 from av_train.data.dataset import UASpeechAVDataset, load_audio
+from av_train.data.noise import babble, mix_at_snr, pick_others
 from av_train.evaluation.decoding import decode_runs, eval_samples
 from av_train.evaluation.loading import find_checkpoints, load_run
 
 NOISE_KINDS = ("white", "babble")
-
-
-def power(x: np.ndarray) -> float:
-    return float(np.mean(np.square(x, dtype=np.float64)))
-
-
-def mix_at_snr(speech: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """speech + noise scaled so that 10 log10(P_speech / P_noise) = snr_db (same length arrays)."""
-    if speech.shape != noise.shape:
-        raise ValueError(f"speech {speech.shape} and noise {noise.shape} differ in length")
-    p_noise = power(noise)
-    if p_noise == 0.0:
-        raise ValueError("the noise is silent: cannot scale it to an SNR")
-    gain = np.sqrt(power(speech) / (p_noise * 10.0 ** (snr_db / 10.0)))
-    return (speech + gain * noise).astype(np.float32)
-
-
-def _fit(x: np.ndarray, n: int, offset: int) -> np.ndarray:
-    """``x`` looped to length ``n`` starting at ``offset``."""
-    return np.resize(np.roll(x, -offset), n) if x.size else np.zeros(n, np.float32)
-
-
-def babble(others: list[np.ndarray], n: int, rng: np.random.Generator) -> np.ndarray:
-    """Sum of the other utterances, each at unit power and from a random start, looped to ``n``."""
-    out = np.zeros(n, np.float64)
-    for x in others:
-        p = power(x)
-        if p > 0:
-            out += _fit(x, n, int(rng.integers(0, max(1, x.size)))) / np.sqrt(p)
-    return out.astype(np.float32)
 
 
 class NoisyEvalDataset(UASpeechAVDataset):
@@ -70,7 +41,7 @@ class NoisyEvalDataset(UASpeechAVDataset):
 
     def __init__(self, base: UASpeechAVDataset, kind: str, snr_db: float | None, talkers: int = 4, seed: int = 0):
         super().__init__(base.samples, base.targets, base.with_video, train=False, n_mels=base.n_mels,
-                         cache_features=False)
+                         cache_features=False, with_audio=base.with_audio)
         if kind not in NOISE_KINDS:
             raise ValueError(f"unknown noise {kind!r}; use one of {NOISE_KINDS}")
         if kind == "babble" and len(self.samples) < 2:
@@ -81,11 +52,7 @@ class NoisyEvalDataset(UASpeechAVDataset):
         rng = np.random.default_rng([self.noise_seed, index, 7])
         if self.kind == "white":
             return rng.standard_normal(n).astype(np.float32)
-        # other talkers: distinct draws from the set without this utterance (index i >= index stands for i + 1),
-        # without building that O(N) list for every utterance
-        others = len(self.samples) - 1
-        picks = rng.choice(others, size=min(self.talkers, others), replace=False)
-        picks = picks + (picks >= index)
+        picks = pick_others(len(self.samples), index, self.talkers, rng)
         return babble([load_audio(self.samples[int(k)].audio) for k in picks], n, rng)
 
     def features(self, index: int, epoch: int = 0) -> torch.Tensor:
@@ -129,8 +96,8 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
     for ckpt in checkpoints:
         run = load_run(ckpt, data=data, device=device)
         name = run.name
-        base = UASpeechAVDataset(eval_samples(run, split), run.targets, run.cfg.is_audio_visual, train=False,
-                                 n_mels=run.n_mels, cache_features=False)
+        base = UASpeechAVDataset(eval_samples(run, split), run.targets, run.cfg.uses_video, train=False,
+                                 n_mels=run.n_mels, cache_features=False, with_audio=run.cfg.uses_audio)
         for snr in snrs:
             ds = NoisyEvalDataset(base, kind, snr, talkers=talkers, seed=seed)
             preds = decode_runs([run], split, dataset=ds, progress=progress, desc=f"{name} {kind} {snr_label(snr)}")
