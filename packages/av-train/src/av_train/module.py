@@ -45,7 +45,8 @@ class AVSRModule(L.LightningModule):
         self.new_parameter_names = new_parameter_names or set()
         self.spec_augment = (
             SpecAugment(cfg.freq_mask_param, cfg.time_mask_param, cfg.num_freq_masks, cfg.num_time_masks)
-            if cfg.spec_augment else None
+            # (a lip reader's audio is silence: masking it would only make it not silence)
+            if cfg.spec_augment and cfg.uses_audio else None
         )
         self.save_hyperparameters({"config": cfg.to_dict()})
         self._val_preds: list[Prediction] = []

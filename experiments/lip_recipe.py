@@ -1,0 +1,199 @@
+"""Ablation for docs/LIP_READING.md: which training recipe makes the audio-visual model use the lips.
+
+    uv run python experiments/lip_recipe.py --workdir DIR [--variants baseline babble ...] [--snrs clean 0 -5]
+
+DIR must hold what `av-cli demo --workdir DIR` makes in its first steps: the prepared corpus (DIR/corpus), the
+converted Whisper tiny.en (DIR/models/whisper-tiny.en) and the audio-only run (DIR/weights/checkpoint/demo_audio).
+Every variant is the demo's audio-visual stage (configs/demo_av.yaml: Whisper frozen, ResNet-18 at width 8, the
+same epochs, batch and learning rate) started from that same audio-only checkpoint, with one recipe change at a
+time (overrides below). Variants marked ``lip`` start from the lip-reading stage (configs/demo_lip.yaml, trained
+once). Each is then decoded on B2 clean and under babble noise (`av-cli noise-eval`), and its gates are read.
+
+Outputs in DIR/results/lip_recipe/: results.json, table.md, gate_trajectories.png. Finished runs are reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+
+from av_eval.predictions import atomic_write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+# the recipe of main before this study (zero gates, white noise, decoder fusion, no pretraining)
+OLD = {"gate_init": 0.0, "noise_type": "white", "noise_prob": 0.5, "noise_snr_db": [-5.0, 10.0], "audio_dropout": 0.0,
+       "fusion_location": "decoder", "pt_video_ckpt": None}
+LIP = "WORKDIR/weights/checkpoint/{lip}/best.ckpt"
+VARIANTS: dict[str, dict] = {
+    "baseline": {**OLD},
+    "gate_init_0.1": {**OLD, "gate_init": 0.1},
+    "gate_lr_1e-2": {**OLD, "gate_learning_rate": 1.0e-2},
+    "babble": {**OLD, "noise_type": "babble"},
+    "babble+gate_init": {**OLD, "noise_type": "babble", "gate_init": 0.1},
+    "babble+gate_init+audio_dropout": {**OLD, "noise_type": "babble", "gate_init": 0.1, "audio_dropout": 0.3},
+    # from the lip-reading stage (fusion in both, as the lip reader has it)
+    "lip_init": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP},
+    "lip_init+babble+audio_dropout": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP, "noise_type": "babble",
+                                      "audio_dropout": 0.3},
+    "lip_init+mixed+audio_dropout": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP, "noise_type": "mixed",
+                                     "audio_dropout": 0.3},
+    # fusion locations with the chosen recipe: configs/demo_av.yaml as it is ({} = no override)
+    "recipe": {},
+    "recipe_router": {"soft_fusion_routing": True, "fusion_location": None},
+}
+
+
+class GateRecorder(L.Callback):
+    """tanh of every gate and the teacher-forced validation CER after each epoch (the module logs both)."""
+
+    def __init__(self):
+        self.epochs: list[dict] = []
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        m = trainer.callback_metrics
+        row = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        row.update({k: float(v) for k, v in m.items() if k.startswith("gate/") or k in ("val/cer", "val/wer")})
+        self.epochs.append(row)
+
+
+def train(config: str, overrides: dict, recorder: GateRecorder | None = None):
+    from av_train.config import load_config
+    from av_train.pipeline import run
+
+    cfg = load_config(REPO / "configs" / config, overrides)
+    t0 = time.perf_counter()
+    res = run(cfg, extra_callbacks=[recorder] if recorder else None)
+    return cfg, res, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--snrs", nargs="+", default=["clean", "0", "-5"])
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--lip-config", default="demo_lip.yaml")
+    args = p.parse_args(argv)
+
+    from av_train.evaluation.noise import evaluate_noise, parse_snrs
+
+    work = Path(args.workdir).resolve()
+    audio_ckpt = work / "weights" / "checkpoint" / "demo_audio" / "best.ckpt"
+    if not audio_ckpt.is_file():
+        print(f"{audio_ckpt} is missing: run `av-cli demo --workdir {work}` (or its first four steps) first",
+              file=sys.stderr)
+        return 2
+    common = {"uaspeech_root": str(work / "corpus"), "model_name": str(work / "models" / "whisper-tiny.en"),
+              "local_model_only": True, "output_root": str(work), "seed": args.seed, "pt_audio_ckpt": str(audio_ckpt),
+              "train_name": "lip_recipe", "progress_bar": False}
+    out_dir = work / "results" / "lip_recipe"
+    results_file = out_dir / "results.json"
+    results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+
+    lip_id = f"lip_{args.seed}"
+    if any(VARIANTS[v].get("pt_video_ckpt") == LIP or v.startswith("recipe") for v in args.variants) \
+            and "lip" not in results:
+        rec = GateRecorder()
+        cfg, res, secs = train(args.lip_config, {**common, "train_id": lip_id}, rec)
+        results["lip"] = {"train_id": lip_id, "seconds": secs, "epochs": rec.epochs,
+                          "wer": res.report.total.wer if res.report else None}
+        atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
+    lip_ckpt = str(work / "weights" / "checkpoint" / lip_id / "best.ckpt")
+
+    for name in args.variants:
+        if name in results:
+            continue
+        over = {k: (lip_ckpt if v == LIP else v) for k, v in VARIANTS[name].items()}
+        if name.startswith("recipe"):
+            over.setdefault("pt_video_ckpt", lip_ckpt)
+        over = {k: v for k, v in over.items() if v is not None or k == "pt_video_ckpt"}
+        rec = GateRecorder()
+        train_id = f"{name}_{args.seed}"
+        cfg, res, secs = train("demo_av.yaml", {**common, **over, "train_id": train_id}, rec)
+        results[name] = {"train_id": train_id, "overrides": over, "seconds": secs, "epochs": rec.epochs}
+        atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
+
+    # noise evaluation of every run not yet measured (the audio-only and lip-reading runs included)
+    ckpts = {"audio": audio_ckpt, "lip": Path(lip_ckpt)}
+    ckpts.update({n: work / "weights" / "checkpoint" / results[n]["train_id"] / "best.ckpt"
+                  for n in args.variants if n in results})
+    todo = [n for n, c in ckpts.items() if c.is_file() and "babble" not in results.get(f"eval:{n}", {})]
+    if todo:
+        snrs = parse_snrs(args.snrs)
+        curves = evaluate_noise([ckpts[n] for n in todo], "babble", snrs, out_dir / "noise", progress=False)["curves"]
+        from av_train.evaluation.loading import load_run  # noqa: F401  (names of runs = train ids)
+
+        for n in todo:
+            run_name = results[n]["train_id"] if n in results and "train_id" in results[n] else None
+            key = run_name or ckpts[n].parent.name
+            gates = {}
+            gates_file = work / "results" / ("lip_recipe" if n != "audio" else "demo") / key / "gates.json"
+            if gates_file.is_file():
+                gates = json.loads(gates_file.read_text())
+            results[f"eval:{n}"] = {"babble": curves[key], "gates": gates}
+        atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
+
+    table = render(results, [n for n in ["audio", "lip", *args.variants] if f"eval:{n}" in results], args.snrs)
+    atomic_write_text(out_dir / "table.md", table)
+    plot_trajectories(results, out_dir / "gate_trajectories.png")
+    print(table)
+    return 0
+
+
+def _max_gate(gates: dict) -> float | None:
+    vals = [abs(v) for g in gates.values() for v in g.values()]
+    return max(vals) if vals else None
+
+
+def render(results: dict, names: list[str], snrs: list[str]) -> str:
+    levels = ("very_low", "low", "mid", "high")
+    head = "| variant | " + " | ".join(f"WER {s}" for s in snrs) + " | clean per level (vl / l / m / h) | max tanh g | train s |"
+    lines = [head, "|" + "---|" * (len(snrs) + 4)]
+    for n in names:
+        ev = results[f"eval:{n}"]
+        cells = [f"{100 * ev['babble'][s]['total']:.1f}" for s in snrs]
+        lv = " / ".join(f"{100 * ev['babble']['clean'][lvl]:.0f}" for lvl in levels if lvl in ev["babble"]["clean"])
+        g = _max_gate(ev.get("gates", {}))
+        secs = results.get(n, {}).get("seconds")
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {lv} | {'-' if g is None else f'{g:.3f}'} | "
+                     f"{'-' if secs is None else f'{secs:.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_trajectories(results: dict, path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = {n: r["epochs"] for n, r in results.items() if isinstance(r, dict) and r.get("epochs")}
+    if not runs:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for n, epochs in runs.items():
+        xs = [e["epoch"] + 1 for e in epochs]
+        ys = [max([abs(v) for k, v in e.items() if k.startswith("gate/")] or [0.0]) for e in epochs]
+        ax.plot(xs, ys, marker="o", label=n)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("max |tanh g| over the gates")
+    ax.set_yscale("symlog", linthresh=0.01)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    ax.set_title("Gate openings over training (demo corpus)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Lip reading (modality: video), the recipe that opens the gates, and speech-like training noise."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from av_fusion_models import SILENCE_LOG_MEL
+from av_train.config import ConfigError, from_dict, load_config
+from av_train.data.datamodule import UASpeechDataModule
+from av_train.data.dataset import UASpeechAVDataset, load_audio
+from av_train.data.manifest import load_samples
+from av_train.data.noise import power
+from av_train.data.targets import TargetEncoder
+from av_train.model_factory import build_model
+from av_train.module import AVSRModule
+
+CONFIGS = Path(__file__).resolve().parents[3] / "configs"
+# every config that trains a video encoder: the demo's lip-reading and audio-visual stages and the UASpeech recipes
+RECIPES = ["demo_lip.yaml", "demo_av.yaml", "av_both_ua.yaml", "av_decoder_ua.yaml", "av_encoder_ua.yaml",
+           "lip_ua.yaml"]
+
+
+def _recipe(name: str, tree: Path, model: Path, **kw):
+    """A recipe config on the test tree and tiny Whisper, warm starts left out (they need earlier runs)."""
+    over = {"uaspeech_root": str(tree), "model_name": str(model), "local_model_only": True, "pt_audio_ckpt": None,
+            "pt_video_ckpt": None, "num_workers": 0, "resnet_width": 4, "batch_size": 4, "batch_seconds": None,
+            "progress_bar": False, "speakers": None, "microphones": ["M5"], **kw}
+    return load_config(CONFIGS / name, over)
+
+
+def _first_step_video_grad(cfg) -> float:
+    """Sum of |grad| over the video encoder after one training step's backward pass."""
+    torch.manual_seed(0)
+    model, tokenizer, n_mels, new = build_model(cfg)
+    targets = TargetEncoder(tokenizer, char_level=cfg.char_level)
+    dm = UASpeechDataModule(cfg, targets, n_mels=n_mels)
+    dm.setup("fit")
+    batch = next(iter(torch.utils.data.DataLoader(dm.train_set, batch_size=4, collate_fn=dm.collate)))
+    module = AVSRModule(model, targets, cfg, new)
+    module.train()
+    out = module(batch, label_smoothing=cfg.label_smoothing)
+    out.loss.backward()
+    return sum(float(p.grad.abs().sum()) for p in model.video_encoder.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_video_encoder_learns_from_the_first_step_under_every_recipe(name, prepared_tree, tiny_whisper_dir):
+    cfg = _recipe(name, prepared_tree, tiny_whisper_dir)
+    assert cfg.gate_init != 0.0
+    assert _first_step_video_grad(cfg) > 0.0
+
+
+def test_closed_gates_starve_the_video_encoder(prepared_tree, tiny_whisper_dir):
+    """Why the recipes open the gates: with every gate at 0 the video encoder gets exactly no gradient."""
+    cfg = _recipe("demo_av.yaml", prepared_tree, tiny_whisper_dir, gate_init=0.0, audio_dropout=0.0)
+    assert _first_step_video_grad(cfg) == 0.0
+
+
+def test_lip_reader_hears_silence_and_never_reads_the_audio(prepared_tree, tiny_whisper_dir, tmp_path):
+    cfg = _recipe("demo_lip.yaml", prepared_tree, tiny_whisper_dir, microphones=["M5"])
+    samples, _ = load_samples(cfg.uaspeech_root, "test", ["M5"], need_video=True)
+    # point the audio at a file that does not exist: a lip reader must not need it
+    missing = [dataclasses.replace(s, audio=tmp_path / "gone.wav") for s in samples]
+    model, tokenizer, n_mels, _ = build_model(cfg)
+    targets = TargetEncoder(tokenizer, char_level=True)
+    ds = UASpeechAVDataset(missing, targets, with_video=True, train=False, n_mels=n_mels, with_audio=False)
+    item = ds[0]
+    n_video = item["video"].shape[0]
+    feats = item["input_features"]
+    assert torch.all(feats == SILENCE_LOG_MEL)
+    assert feats.shape[1] == n_video * 4 + (n_video * 4) % 2  # 100 mel frames / s at 25 video frames / s
+    # The model replaces whatever audio it is given by silence: speech in, same logits as silence in.
+    model.eval()
+    video = item["video"][None].float() / 255.0
+    speech = torch.randn(1, n_mels, feats.shape[1])
+    dec = torch.tensor([[targets.prompt[0]]])
+    with torch.no_grad():
+        a = model(input_features=speech, video=video, decoder_input_ids=dec).logits
+        b = model(input_features=None, video=video, decoder_input_ids=dec).logits
+        c = model(input_features=feats[None], video=video, decoder_input_ids=dec).logits
+    assert torch.equal(a, b) and torch.equal(b, c)
+
+
+def test_video_modality_rejects_options_that_need_audio(prepared_tree):
+    base = {"uaspeech_root": str(prepared_tree), "modality": "video"}
+    for key, value in (("audio_dropout", 0.3), ("noise_prob", 0.5), ("video_dropout", 0.1),
+                       ("soft_fusion_routing", True)):
+        with pytest.raises(ConfigError, match=key):
+            from_dict({**base, key: value})
+    assert from_dict(base).effective_fusion_location == "decoder"
+    with pytest.raises(ConfigError, match="gate_init"):
+        from_dict({"uaspeech_root": "x", "modality": "audio", "gate_init": 0.1})
+
+
+def _train_set(tree, noise_type, prob=1.0, snr=(0.0, 0.0)):
+    from av_train.data.targets import TargetEncoder
+    from av_fusion_models.ct2 import bundled_tiny_en_dir
+    from av_fusion_models.tokenizer import build_whisper_tokenizer
+
+    samples, _ = load_samples(tree, "train", ["M5", "M6"], need_video=False)
+    targets = TargetEncoder(build_whisper_tokenizer(bundled_tiny_en_dir()), char_level=True)
+    return UASpeechAVDataset(samples, targets, with_video=False, train=True, noise_prob=prob, noise_snr_db=snr,
+                             noise_type=noise_type, noise_talkers=3, seed=5)
+
+
+def test_babble_training_noise_is_other_training_speech_at_the_snr(prepared_tree, monkeypatch):
+    ds = _train_set(prepared_tree, "babble")
+    test_ids = {s.utt_id for s in load_samples(prepared_tree, "test", ["M5"], need_video=False)[0]}
+    drawn: list[str] = []
+    import av_train.data.dataset as dataset_mod
+
+    real = dataset_mod.load_audio
+
+    def spy(path):
+        drawn.append(Path(path).name)
+        return real(path)
+
+    monkeypatch.setattr(dataset_mod, "load_audio", spy)
+    index = 3
+    own = ds.samples[index]
+    noise = ds._babble(index, 16000, np.random.default_rng(0))
+    assert len(drawn) >= 2 and all(not name.startswith(own.utt_id) for name in drawn)  # never its own speech
+    assert not any(name.rsplit("_", 1)[0] in test_ids for name in drawn)  # never a test utterance
+    assert power(noise) > 0
+    # the SNR holds: noise power = speech power at 0 dB
+    clean = real(own.audio)
+    noisy = ds._add_noise(index, clean, epoch=0)
+    assert 10 * np.log10(power(clean) / power(noisy - clean)) == pytest.approx(0.0, abs=1e-3)
+    # deterministic per (seed, epoch, index), different across epochs
+    assert np.array_equal(noisy, ds._add_noise(index, clean, epoch=0))
+    assert not np.array_equal(noisy, ds._add_noise(index, clean, epoch=1))
+
+
+def test_mixed_noise_draws_both_kinds_and_white_is_unchanged(prepared_tree):
+    white, mixed = _train_set(prepared_tree, "white"), _train_set(prepared_tree, "mixed")
+    clean = load_audio(white.samples[0].audio)
+    # white noise is spectrally flat: its residual's lag-1 autocorrelation is ~0; babble's (speech) is not
+    kinds = set()
+    for epoch in range(12):
+        r = mixed._add_noise(0, clean, epoch) - clean
+        kinds.add("white" if abs(np.corrcoef(r[:-1], r[1:])[0, 1]) < 0.1 else "babble")
+    assert kinds == {"white", "babble"}
+    r = white._add_noise(0, clean, 0) - clean
+    assert abs(np.corrcoef(r[:-1], r[1:])[0, 1]) < 0.1
