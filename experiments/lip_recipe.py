@@ -39,13 +39,16 @@ VARIANTS: dict[str, dict] = {
     "babble+gate_init+audio_dropout": {**OLD, "noise_type": "babble", "gate_init": 0.1, "audio_dropout": 0.3},
     # from the lip-reading stage (fusion in both, as the lip reader has it)
     "lip_init": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP},
-    "lip_init+babble+audio_dropout": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP, "noise_type": "babble",
-                                      "audio_dropout": 0.3},
-    "lip_init+mixed+audio_dropout": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP, "noise_type": "mixed",
-                                     "audio_dropout": 0.3},
-    # fusion locations with the chosen recipe: configs/demo_av.yaml as it is ({} = no override)
+    # the chosen recipe: configs/demo_av.yaml as it is (lip-reading init, babble, audio dropout, fusion in both),
+    # its pieces taken away one at a time, and the other fusion locations
     "recipe": {},
-    "recipe_router": {"soft_fusion_routing": True, "fusion_location": None},
+    "recipe-audio_dropout": {"audio_dropout": 0.0},
+    "recipe-babble": {"noise_type": "white"},
+    "recipe-lip_init": {"pt_video_ckpt": None},
+    "recipe_mixed_noise": {"noise_type": "mixed"},
+    "recipe_decoder": {"fusion_location": "decoder", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
+    "recipe_encoder": {"fusion_location": "encoder", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
+    "recipe_router": {"soft_fusion_routing": True},
 }
 
 
@@ -97,8 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
 
     lip_id = f"lip_{args.seed}"
-    if any(VARIANTS[v].get("pt_video_ckpt") == LIP or v.startswith("recipe") for v in args.variants) \
-            and "lip" not in results:
+    if "lip" not in results:
         rec = GateRecorder()
         cfg, res, secs = train(args.lip_config, {**common, "train_id": lip_id}, rec)
         results["lip"] = {"train_id": lip_id, "seconds": secs, "epochs": rec.epochs,
@@ -111,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         over = {k: (lip_ckpt if v == LIP else v) for k, v in VARIANTS[name].items()}
         if name.startswith("recipe"):
-            over.setdefault("pt_video_ckpt", lip_ckpt)
-        over = {k: v for k, v in over.items() if v is not None or k == "pt_video_ckpt"}
+            over.setdefault("pt_video_ckpt", lip_ckpt)  # what av-cli demo passes
         rec = GateRecorder()
         train_id = f"{name}_{args.seed}"
         cfg, res, secs = train("demo_av.yaml", {**common, **over, "train_id": train_id}, rec)

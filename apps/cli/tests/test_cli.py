@@ -76,7 +76,7 @@ def test_demo_runs_end_to_end_on_the_tiny_corpus(tmp_path):
     work = tmp_path / "demo"
     proc = subprocess.run(
         [sys.executable, "-m", "av_cli", "demo", "--workdir", str(work), "--size", "tiny",
-         "--audio-epochs", "1", "--av-epochs", "1"],
+         "--audio-epochs", "1", "--lip-epochs", "1", "--av-epochs", "1"],
         capture_output=True, text=True, timeout=900, cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -165,6 +165,30 @@ def test_soft_router_route_probs_reach_predictions(prepared_tree, tiny_whisper_d
     assert per_level["high"] == pytest.approx(list(np.mean(mine, axis=0)))
 
 
+def test_noise_evaluation_of_a_router_writes_routes_per_level_and_snr(prepared_tree, tiny_whisper_dir, tmp_path):
+    cfg = _cfg(prepared_tree, tiny_whisper_dir, tmp_path, train_id="soft_noise", modality="audio_visual",
+               soft_fusion_routing=True, resnet_width=8, routing_hidden_dim=16)
+    path, _ = make_run(cfg, 4)
+    res = noise_mod.evaluate_noise([path], "babble", [None, 0.0], tmp_path / "noise", talkers=2, progress=False)
+    routes = json.loads(res["json"].read_text())["routes"]["soft_noise"]
+    assert set(routes) == {"clean", "0"} and set(routes["0"]) == {"very_low", "high"}
+    assert all(sum(p) == pytest.approx(1.0, abs=1e-5) for by in routes.values() for p in by.values())
+    # the router sees the audio: noise moves its choice
+    assert routes["clean"]["high"] != pytest.approx(routes["0"]["high"], abs=1e-6)
+    assert res["routes_png"].stat().st_size > 1000
+
+
+def test_lip_reader_is_deaf_to_audio_noise(prepared_tree, tiny_whisper_dir, tmp_path):
+    cfg = _cfg(prepared_tree, tiny_whisper_dir, tmp_path, train_id="lip_noise", modality="video",
+               fusion_location="both", resnet_width=4, gate_init=0.5)
+    path, _ = make_run(cfg, 5)
+    res = noise_mod.evaluate_noise([path], "babble", [None, -5.0], tmp_path / "noise", talkers=2, progress=False)
+    curves = res["curves"]["lip_noise"]
+    assert curves["clean"] == curves["-5"]
+    preds = [read_predictions(tmp_path / "noise" / "lip_noise" / f"predictions_B2_babble_{s}.jsonl") for s in ("clean", "-5")]
+    assert [p.hypothesis for p in preds[0]] == [p.hypothesis for p in preds[1]]
+
+
 def test_validate_ensemble_writes_seed_statistics(seeds, tmp_path, capsys):
     out, paths = seeds
     config = tmp_path / "cfg.yaml"

@@ -147,3 +147,43 @@ def test_mixed_noise_draws_both_kinds_and_white_is_unchanged(prepared_tree):
     assert kinds == {"white", "babble"}
     r = white._add_noise(0, clean, 0) - clean
     assert abs(np.corrcoef(r[:-1], r[1:])[0, 1]) < 0.1
+
+
+@pytest.mark.slow
+def test_default_recipe_trains_a_model_that_uses_the_video(prepared_tree, tiny_whisper_dir, tmp_path):
+    """audio-only -> lip reading -> audio-visual with the demo's configs: the trained model's video matters."""
+    from av_train.evaluation.decoding import eval_samples, model_inputs
+    from av_train.evaluation.loading import load_run
+    from av_train.pipeline import run
+
+    small = {"uaspeech_root": str(prepared_tree), "model_name": str(tiny_whisper_dir), "local_model_only": True,
+             "output_root": str(tmp_path), "num_workers": 0, "resnet_width": 4, "batch_size": 4,
+             "progress_bar": False, "microphones": ["M5"], "warmup_steps": 2, "max_new_tokens": 8}
+    audio = run(load_config(CONFIGS / "demo_audio.yaml", {**small, "max_epochs": 3}))
+    lip = run(load_config(CONFIGS / "demo_lip.yaml", {**small, "max_epochs": 12,
+                                                       "pt_audio_ckpt": str(audio.best_checkpoint)}))
+    av = run(load_config(CONFIGS / "demo_av.yaml", {**small, "max_epochs": 6, "pt_audio_ckpt": str(audio.best_checkpoint),
+                                                     "pt_video_ckpt": str(lip.best_checkpoint)}))
+    loaded = load_run(av.best_checkpoint, device="cpu")
+    gates = loaded.model.gate_values()
+    assert gates and max(abs(v) for g in gates.values() for v in g.values()) > 0.05  # the gates are open
+
+    samples = eval_samples(loaded, "B2")
+    ds = UASpeechAVDataset(samples, loaded.targets, with_video=True, train=False, n_mels=loaded.n_mels)
+    from av_train.data.dataset import Collator
+
+    batch = Collator(loaded.targets.pad_id)([ds[i] for i in range(len(ds))])
+    kw = model_inputs(loaded, batch, torch.device("cpu"))
+
+    def nll(video):
+        with torch.no_grad():
+            out = loaded.model(**{**kw, "video": video}, decoder_input_ids=batch["decoder_input_ids"],
+                               labels=batch["labels"])
+        return float(out.loss), out.logits.argmax(-1)
+
+    own, own_pred = nll(kw["video"])
+    shuffled, shuf_pred = nll(kw["video"][torch.roll(torch.arange(len(samples)), 1)])
+    zeroed, zero_pred = nll(torch.zeros_like(kw["video"]))
+    # another utterance's lips (or none) make the right word less likely, and change what the model says
+    assert own < shuffled and own < zeroed
+    assert not torch.equal(own_pred, shuf_pred) and not torch.equal(own_pred, zero_pred)

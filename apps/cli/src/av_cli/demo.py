@@ -3,8 +3,11 @@
 1. synthesize a UASpeech-shaped audio-visual corpus (release layout),
 2. prepare it (clips, lip ROIs, manifest),
 3. convert the bundled Whisper tiny.en (CTranslate2) to Hugging Face format,
-4. fine-tune audio-only Whisper, then an audio-visual model initialised from it,
-5. score both on block B2 and print the per-level table.
+4. fine-tune audio-only Whisper,
+5. train a lip reader (the audio-visual model that never hears the audio) from it,
+6. train the audio-visual model from the lip reader (video encoder and fusion blocks arrive trained),
+7. score all three on block B2, clean and under 0 dB babble noise, and print the per-level tables
+   and the gates of the audio-visual model.
 
 Every step is resumable: running the demo again reuses what is already complete.
 """
@@ -20,10 +23,10 @@ from av_eval.predictions import atomic_write_text
 
 
 def find_configs(explicit: str | None) -> Path:
-    """The folder holding demo_audio.yaml and demo_av.yaml."""
+    """The folder holding demo_audio.yaml, demo_lip.yaml and demo_av.yaml."""
     candidates = [Path(explicit)] if explicit else [Path.cwd() / "configs", Path(__file__).resolve().parents[4] / "configs"]
     for c in candidates:
-        if (c / "demo_audio.yaml").is_file() and (c / "demo_av.yaml").is_file():
+        if all((c / f"demo_{name}.yaml").is_file() for name in ("audio", "lip", "av")):
             return c
     raise FileNotFoundError(
         "demo configs not found (looked in " + ", ".join(str(c) for c in candidates)
@@ -47,7 +50,7 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir = work / "models" / "whisper-tiny.en"
     timings: dict[str, float] = {}
 
-    t = _step(f"1/5 synthesizing the corpus ({args.size}) into {release}")
+    t = _step(f"1/7 synthesizing the corpus ({args.size}) into {release}")
     done_marker = work / f".synth_{args.size}_{args.seed}.done"
     if done_marker.is_file():
         print("already synthesized")
@@ -58,13 +61,13 @@ def run_demo(args: argparse.Namespace) -> int:
         atomic_write_text(done_marker, "ok\n")
     timings["synthesize"] = time.perf_counter() - t
 
-    t = _step(f"2/5 preparing clips and lip ROIs into {prepared}")
+    t = _step(f"2/7 preparing clips and lip ROIs into {prepared}")
     rc = prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--workers", str(args.workers)])
     if rc:
         return rc
     timings["prepare"] = time.perf_counter() - t
 
-    t = _step(f"3/5 converting the bundled Whisper tiny.en to {model_dir}")
+    t = _step(f"3/7 converting the bundled Whisper tiny.en to {model_dir}")
     if (model_dir / "config.json").is_file():
         print("already converted")
     else:
@@ -80,43 +83,90 @@ def run_demo(args: argparse.Namespace) -> int:
         "uaspeech_root": str(prepared), "model_name": str(model_dir), "local_model_only": True,
         "output_root": str(work), "seed": args.seed,
     }
-    t = _step("4/5 fine-tuning audio-only Whisper tiny.en")
+    t = _step("4/7 fine-tuning audio-only Whisper tiny.en")
     audio_over = dict(common)
     if args.audio_epochs is not None:
         audio_over["max_epochs"] = args.audio_epochs
     audio_cfg = load_config(configs / "demo_audio.yaml", audio_over)
     audio = run(audio_cfg)
     timings["train audio"] = time.perf_counter() - t
+    audio_ckpt = str(audio_cfg.checkpoint_dir / "best.ckpt")
 
-    t = _step("5/5 training the audio-visual model from the audio-only checkpoint")
-    av_over = {**common, "pt_audio_ckpt": str(audio_cfg.checkpoint_dir / "best.ckpt")}
+    t = _step("5/7 training the lip reader (video only) from the audio-only checkpoint")
+    lip_over = {**common, "pt_audio_ckpt": audio_ckpt}
+    if args.lip_epochs is not None:
+        lip_over["max_epochs"] = args.lip_epochs
+    lip_cfg = load_config(configs / "demo_lip.yaml", lip_over)
+    lip = run(lip_cfg)
+    timings["train lip reading"] = time.perf_counter() - t
+
+    t = _step("6/7 training the audio-visual model from the lip reader")
+    av_over = {**common, "pt_audio_ckpt": audio_ckpt, "pt_video_ckpt": str(lip_cfg.checkpoint_dir / "best.ckpt")}
     if args.av_epochs is not None:
         av_over["max_epochs"] = args.av_epochs
     av_cfg = load_config(configs / "demo_av.yaml", av_over)
     av = run(av_cfg)
     timings["train audio-visual"] = time.perf_counter() - t
 
-    if audio.report is None or av.report is None:
+    if audio.report is None or lip.report is None or av.report is None:
         print("no scores were produced (validation did not run)")
         return 1
-    reports = {"audio": audio.report, "audio-visual": av.report}
-    table = comparison_table(reports)
+    t = _step(f"7/7 scoring under babble noise at {NOISY_SNR_DB:g} dB SNR")
     summary_dir = work / "results" / "demo"
-    png = plot_levels(reports, summary_dir / "demo_wer_levels.png")
+    noisy = _babble_reports([audio, av], summary_dir / "noise")
+    timings["noise evaluation"] = time.perf_counter() - t
+
+    clean = {"audio": audio.report, "lip reading": lip.report, "audio-visual": av.report}
+    noisy_reports = {"audio": noisy[0], "lip reading": lip.report, "audio-visual": noisy[1]}
+    table = comparison_table(clean)
+    noisy_table = comparison_table(noisy_reports, metrics=("wer",))
+    png = plot_levels(clean, summary_dir / "demo_wer_levels.png")
+    noisy_png = plot_levels(noisy_reports, summary_dir / f"demo_wer_levels_babble_{NOISY_SNR_DB:g}dB.png")
+    gates = gate_table(av.results_dir / "gates.json")
     wall = time.perf_counter() - t_start
     lines = [
-        "# av-cli demo: audio-only vs audio-visual Whisper tiny.en on synthetic UASpeech (block B2)\n",
+        "# av-cli demo: audio-only, lip reading and audio-visual Whisper tiny.en on synthetic UASpeech (block B2)\n",
+        "## Clean audio\n",
         table,
+        f"## Babble noise at {NOISY_SNR_DB:g} dB SNR (4 other B2 talkers; the lip reader hears nothing either way)\n",
+        noisy_table,
         "Figures in percent; total is pooled over utterances, macro is the mean of the four levels.\n",
+        "## Gates of the audio-visual model (tanh g: the share of each fused branch that reaches Whisper)\n",
+        gates,
         "| step | seconds |", "|---|---:|",
         *[f"| {k} | {v:.0f} |" for k, v in timings.items()],
         f"| total | {wall:.0f} |\n",
     ]
     summary = atomic_write_text(summary_dir / "demo_summary.md", "\n".join(lines))
-    print("\n" + table)
+    print("\nclean audio:\n" + table)
+    print(f"babble noise at {NOISY_SNR_DB:g} dB:\n" + noisy_table)
+    print("gates of the audio-visual model:\n" + gates)
     print(f"wall time: {wall / 60:.1f} min")
-    print(f"summary: {summary}\nplot: {png}")
-    print(f"checkpoints: {audio.checkpoint_dir} and {av.checkpoint_dir}")
-    print(f"predictions and metrics: {audio.results_dir} and {av.results_dir}")
+    print(f"summary: {summary}\nplots: {png} {noisy_png}")
+    print(f"checkpoints: {audio.checkpoint_dir}, {lip.checkpoint_dir} and {av.checkpoint_dir}")
+    print(f"predictions and metrics: {audio.results_dir}, {lip.results_dir} and {av.results_dir}")
     print(f"TensorBoard: uv run tensorboard --logdir {work / 'results'}")
     return 0
+
+
+NOISY_SNR_DB = 0.0
+
+
+def _babble_reports(runs, output: Path):
+    """B2 reports of each run's best checkpoint under babble noise at NOISY_SNR_DB (same noise for all)."""
+    from av_train.evaluation.noise import evaluate_noise, snr_label
+
+    reports = evaluate_noise([r.best_checkpoint for r in runs], "babble", [NOISY_SNR_DB], output)["reports"]
+    return [reports[r.checkpoint_dir.name][snr_label(NOISY_SNR_DB)] for r in runs]
+
+
+def gate_table(gates_json: Path) -> str:
+    """Markdown table of the gates per fused layer (from the run's gates.json)."""
+    import json
+
+    if not gates_json.is_file():
+        return "(no learned gates)\n"
+    gates = json.loads(gates_json.read_text())
+    lines = ["| layer | attention gate | feed-forward gate |", "|---|---:|---:|"]
+    lines += [f"| {name} | {g['attn']:.3f} | {g['ff']:.3f} |" for name, g in gates.items()]
+    return "\n".join(lines) + "\n"

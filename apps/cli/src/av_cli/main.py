@@ -77,14 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing destination folder")
     p.set_defaults(func=_import_ct2)
 
-    p = sub.add_parser("demo", help="synthesize, prepare, train audio-only and audio-visual Whisper, score both")
+    p = sub.add_parser("demo", help="synthesize, prepare, train audio-only, lip-reading and audio-visual Whisper, "
+                                          "score them clean and in babble noise")
     p.add_argument("--workdir", default="demo_out", help="where corpus, checkpoints and results go (default demo_out/)")
     p.add_argument("--size", default="demo", choices=["tiny", "demo"], help="synthetic corpus size")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workers", type=int, default=2, help="processes for preparation")
     p.add_argument("--audio-epochs", type=int, default=None, help="override the audio-only config's max_epochs")
+    p.add_argument("--lip-epochs", type=int, default=None, help="override the lip-reading config's max_epochs")
     p.add_argument("--av-epochs", type=int, default=None, help="override the audio-visual config's max_epochs")
-    p.add_argument("--configs", default=None, help="folder with demo_audio.yaml and demo_av.yaml (default: configs/)")
+    p.add_argument("--configs", default=None,
+                   help="folder with demo_audio.yaml, demo_lip.yaml and demo_av.yaml (default: configs/)")
     p.set_defaults(func=_demo)
     return parser
 

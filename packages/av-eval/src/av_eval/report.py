@@ -215,3 +215,32 @@ def plot_wer_vs_snr(curves: Mapping[str, Mapping[str, Mapping[str, float]]], pat
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_routes_vs_snr(routes: Mapping[str, Mapping[str, Mapping[str, Sequence[float]]]], path: str | Path) -> Path:
+    """Router choices against noise: ``routes[run][snr_label][level]`` = mean (P(encoder only),
+    P(decoder only), P(both)). One panel per route, one line per level (line style per run);
+    'clean' is drawn at the right end."""
+    plt = _pyplot()
+    labels = sorted({s for r in routes.values() for s in r}, key=lambda s: float("inf") if s == "clean" else float(s))
+    xs = {s: i for i, s in enumerate(labels)}
+    fig, axes = plt.subplots(1, len(ROUTE_NAMES), figsize=(1.2 + 3.2 * len(ROUTE_NAMES), 3.4), dpi=120,
+                             squeeze=False, sharey=True)
+    styles = ("-", "--", ":", "-.")
+    colors = dict(zip(LEVELS, ("tab:red", "tab:orange", "tab:blue", "tab:green")))
+    for i, (ax, route) in enumerate(zip(axes[0], ROUTE_NAMES)):
+        for k, (name, by_snr) in enumerate(routes.items()):
+            for level in LEVELS:
+                pts = [(xs[s], by_snr[s][level][i]) for s in labels if s in by_snr and level in by_snr[s]]
+                if pts:
+                    label = level.replace("_", " ") + (f" ({name})" if len(routes) > 1 else "")
+                    ax.plot([p[0] for p in pts], [p[1] for p in pts], styles[k % len(styles)], marker="o",
+                            color=colors[level], label=label)
+        ax.set_xticks(range(len(labels)), [s if s == "clean" else f"{float(s):g}" for s in labels])
+        ax.set_xlabel("SNR (dB)")
+        ax.set_ylim(0, 1)
+        ax.set_title(f"P({route})")
+    axes[0][0].set_ylabel("mean route probability")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)

@@ -8,7 +8,8 @@ looped to the clip's length), a stand-in for a room of other dysarthric speakers
 so that 10 log10(P_speech / P_noise) = SNR, with powers measured over the whole clip. The noise of
 utterance i at a given seed is the same for every run, so audio-only and audio-visual models hear
 exactly the same input. Writes noise_<kind>.json / .csv (run, snr, group, wer, cer, wsr, n) and
-noise_<kind>_wer_vs_snr.png.
+noise_<kind>_wer_vs_snr.png; for router models also the mean route probabilities per level and SNR
+(in the JSON) and noise_<kind>_routes_vs_snr.png.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import torch
 
 from av_eval import score_predictions, write_predictions
 from av_eval.predictions import atomic_write_text
-from av_eval.report import plot_wer_vs_snr
+from av_eval.report import plot_routes_vs_snr, plot_wer_vs_snr, route_probs_per_level
 from av_fusion_models import log_mel
 from av_train.data.dataset import UASpeechAVDataset, load_audio
 from av_train.data.noise import babble, mix_at_snr, pick_others
@@ -88,10 +89,13 @@ def snr_label(snr: float | None) -> str:
 def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[float | None] = (None, 10.0, 5.0, 0.0, -5.0),
                    output: str | Path = "noise_eval", split: str = "B2", data: str | Path | None = None,
                    talkers: int = 4, seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
-    """WER per level per SNR for each checkpoint; returns ``curves[run][snr][group] = wer``."""
+    """WER per level per SNR for each checkpoint; returns ``curves[run][snr][group] = wer``, the
+    ``reports[run][snr]`` (av_eval Reports) and the paths of the files written."""
     output = Path(output)
     reports: dict[str, dict[str, dict]] = {}
     curves: dict[str, dict[str, dict[str, float]]] = {}
+    report_objects: dict[str, dict[str, object]] = {}
+    routes: dict[str, dict[str, dict[str, list[float]]]] = {}  # router models: mean route probs per level
     rows = []
     for ckpt in checkpoints:
         run = load_run(ckpt, data=data, device=device)
@@ -104,6 +108,10 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
             write_predictions(output / name / f"predictions_{split}_{kind}_{snr_label(snr)}.jsonl", preds)
             report = score_predictions(preds)
             reports.setdefault(name, {})[snr_label(snr)] = report.as_dict()
+            report_objects.setdefault(name, {})[snr_label(snr)] = report
+            per_level_routes = route_probs_per_level(preds)
+            if per_level_routes is not None:
+                routes.setdefault(name, {})[snr_label(snr)] = per_level_routes
             groups = {**{lvl: s for lvl, s in report.per_level.items()}, "total": report.total}
             curves.setdefault(name, {})[snr_label(snr)] = {g: s.wer for g, s in groups.items()}
             for g, s in groups.items():
@@ -114,14 +122,16 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
         gc.collect()
     stem = output / f"noise_{kind}"
     meta = {"noise": kind, "snrs_db": [snr_label(s) for s in snrs], "split": split, "talkers": talkers, "seed": seed}
-    atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "runs": reports}, indent=2) + "\n")
+    atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "runs": reports, "routes": routes}, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(stem.with_suffix(".csv"), buf.getvalue())
     png = plot_wer_vs_snr(curves, output / f"noise_{kind}_wer_vs_snr.png")
-    return {"curves": curves, "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv"), "png": png}
+    routes_png = plot_routes_vs_snr(routes, output / f"noise_{kind}_routes_vs_snr.png") if routes else None
+    return {"curves": curves, "reports": report_objects, "routes": routes, "routes_png": routes_png,
+            "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv"), "png": png}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"noise-eval: {e}", file=sys.stderr)
         return 2
     print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
+    if out["routes_png"]:
+        print(f"routes: {out['routes_png']}")
     return 0
 
 
