@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snrs", nargs="+", default=["clean", "0", "-5"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--lip-config", default="demo_lip.yaml")
+    p.add_argument("--tag", default="", help="results_<tag>.json: lets several processes share one workdir (start "
+                   "them after the lip-reading stage is done); the table merges every results*.json")
     args = p.parse_args(argv)
 
     from av_train.evaluation.noise import evaluate_noise, parse_snrs
@@ -96,8 +98,12 @@ def main(argv: list[str] | None = None) -> int:
               "local_model_only": True, "output_root": str(work), "seed": args.seed, "pt_audio_ckpt": str(audio_ckpt),
               "train_name": "lip_recipe", "progress_bar": False}
     out_dir = work / "results" / "lip_recipe"
-    results_file = out_dir / "results.json"
+    results_file = out_dir / (f"results_{args.tag}.json" if args.tag else "results.json")
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
+    if "lip" not in results and (out_dir / "results.json").is_file():  # the lip reader of an earlier process
+        results["lip"] = json.loads((out_dir / "results.json").read_text()).get("lip")
+        if results["lip"] is None:
+            del results["lip"]
 
     lip_id = f"lip_{args.seed}"
     if "lip" not in results:
@@ -124,10 +130,14 @@ def main(argv: list[str] | None = None) -> int:
     ckpts = {"audio": audio_ckpt, "lip": Path(lip_ckpt)}
     ckpts.update({n: work / "weights" / "checkpoint" / results[n]["train_id"] / "best.ckpt"
                   for n in args.variants if n in results})
-    todo = [n for n, c in ckpts.items() if c.is_file() and "babble" not in results.get(f"eval:{n}", {})]
+    done = set(results)
+    for f in out_dir.glob("results*.json"):  # measured by another process already
+        done |= set(json.loads(f.read_text()))
+    todo = [n for n, c in ckpts.items() if c.is_file() and f"eval:{n}" not in done]
     if todo:
         snrs = parse_snrs(args.snrs)
-        curves = evaluate_noise([ckpts[n] for n in todo], "babble", snrs, out_dir / "noise", progress=False)["curves"]
+        noise_dir = out_dir / (f"noise_{args.tag}" if args.tag else "noise")
+        curves = evaluate_noise([ckpts[n] for n in todo], "babble", snrs, noise_dir, progress=False)["curves"]
         from av_train.evaluation.loading import load_run  # noqa: F401  (names of runs = train ids)
 
         for n in todo:
@@ -140,9 +150,14 @@ def main(argv: list[str] | None = None) -> int:
             results[f"eval:{n}"] = {"babble": curves[key], "gates": gates}
         atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
 
-    table = render(results, [n for n in ["audio", "lip", *args.variants] if f"eval:{n}" in results], args.snrs)
+    merged = {}
+    for f in sorted(out_dir.glob("results*.json")):
+        merged.update(json.loads(f.read_text()))
+    merged.update(results)
+    order = ["audio", "lip", *VARIANTS]
+    table = render(merged, [n for n in order if f"eval:{n}" in merged], args.snrs)
     atomic_write_text(out_dir / "table.md", table)
-    plot_trajectories(results, out_dir / "gate_trajectories.png")
+    plot_trajectories(merged, out_dir / "gate_trajectories.png")
     print(table)
     return 0
 

@@ -364,3 +364,41 @@ def test_video_positions_option():
     model.config.video_positional = False
     no_pos = model(feats, ids, video=video).logits
     assert (model(feats, ids, video=video[:, perm]).logits - no_pos).abs().max() <= 1e-4
+
+
+@pytest.mark.parametrize("location", ["encoder", "decoder", "both"])
+def test_gate_init_decides_whether_the_video_encoder_learns(location):
+    """Closed gates (the identity at initialisation) give the video encoder exactly zero gradient;
+    gates opened a little (xattn_gate_init) give it a gradient from the first step."""
+    feats, ids, video = inputs(t_a=120)
+    grads = {}
+    for g0 in (0.0, 0.1):
+        model = av_model(fusion_location=location, xattn_gate_init=g0).train()
+        loss = model(feats, labels=ids, video=video).loss
+        loss.backward()
+        grads[g0] = sum(float(p.grad.abs().sum()) for p in model.video_encoder.parameters())
+        assert model.gate_values() and all(
+            v == pytest.approx(torch.tanh(torch.tensor(g0)).item()) for g in model.gate_values().values() for v in g.values()
+        )
+    assert grads[0.0] == 0.0 and grads[0.1] > 0.0
+
+
+def test_video_only_model_hears_silence_of_the_video_length():
+    model = av_model(fusion_location="both", video_only=True, xattn_gate_init=0.5)
+    _, ids, video = inputs(t_v=6)
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[1, 4:] = True  # the second clip has 4 frames
+    feats, lengths = model.silent_audio(video, mask)
+    assert torch.all(feats == SILENCE_LOG_MEL)
+    assert lengths.tolist() == [24, 16]  # 6 and 4 frames at 25 fps = 0.24 s and 0.16 s at 100 mel frames / s
+    assert feats.shape[-1] == 24
+    with torch.no_grad():
+        a = model(None, ids, video=video, video_padding_mask=mask).logits
+        b = model(torch.randn(2, N_MELS, 120), ids, video=video, video_padding_mask=mask).logits
+        assert torch.equal(a, b)  # whatever audio is passed, the lip reader does not hear it
+        out = model.generate(video=video, video_padding_mask=mask, max_new_tokens=3, eos_token_id=-1)
+    assert out.shape == (2, 4)
+    with pytest.raises(ValueError, match="needs the video"):
+        model(None, ids)
+    with pytest.raises(ValueError, match="video_only"):
+        AVWhisperConfig(fusion_location="none", video_only=True)
