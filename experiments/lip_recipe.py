@@ -155,11 +155,39 @@ def main(argv: list[str] | None = None) -> int:
         merged.update(json.loads(f.read_text()))
     merged.update(results)
     order = ["audio", "lip", *VARIANTS]
+    for n in order:  # paired bootstrap of the gain over the audio-only model, per SNR
+        if f"eval:{n}" in merged and n != "audio":
+            merged[f"eval:{n}"]["gain_ci"] = {s: gain_ci(out_dir, _train_id(merged, n, ckpts), s) for s in args.snrs}
     table = render(merged, [n for n in order if f"eval:{n}" in merged], args.snrs)
     atomic_write_text(out_dir / "table.md", table)
     plot_trajectories(merged, out_dir / "gate_trajectories.png")
     print(table)
     return 0
+
+
+def _train_id(results: dict, name: str, ckpts: dict) -> str:
+    if name in results and "train_id" in results[name]:
+        return results[name]["train_id"]
+    return ckpts[name].parent.name
+
+
+def _predictions(out_dir: Path, train_id: str, snr: str) -> list:
+    from av_eval import read_predictions
+
+    files = sorted(out_dir.glob(f"noise*/{train_id}/predictions_B2_babble_{snr}.jsonl"))
+    if not files:
+        raise FileNotFoundError(f"no babble {snr} predictions of {train_id} under {out_dir}")
+    return sorted(read_predictions(files[-1]), key=lambda p: p.utt_id)
+
+
+def gain_ci(out_dir: Path, train_id: str, snr: str, audio_id: str = "demo_audio") -> list[float]:
+    """[WER(audio) - WER(run), low, high] with a 95 % paired bootstrap over the B2 utterances."""
+    from av_eval.aggregate import paired_bootstrap_gain
+    from av_eval.metrics import count_utterances
+
+    a, b = _predictions(out_dir, audio_id, snr), _predictions(out_dir, train_id, snr)
+    counts = [count_utterances([p.reference for p in x], [p.hypothesis for p in x]) for x in (a, b)]
+    return list(paired_bootstrap_gain(*counts))
 
 
 def _max_gate(gates: dict) -> float | None:
@@ -169,15 +197,18 @@ def _max_gate(gates: dict) -> float | None:
 
 def render(results: dict, names: list[str], snrs: list[str]) -> str:
     levels = ("very_low", "low", "mid", "high")
-    head = "| variant | " + " | ".join(f"WER {s}" for s in snrs) + " | clean per level (vl / l / m / h) | max tanh g | train s |"
-    lines = [head, "|" + "---|" * (len(snrs) + 4)]
+    head = ("| variant | " + " | ".join(f"WER {s}" for s in snrs) + " | gain over audio at 0 dB [95 % CI] | "
+            "clean per level (vl / l / m / h) | max tanh g | train s |")
+    lines = [head, "|" + "---|" * (len(snrs) + 5)]
     for n in names:
         ev = results[f"eval:{n}"]
         cells = [f"{100 * ev['babble'][s]['total']:.1f}" for s in snrs]
         lv = " / ".join(f"{100 * ev['babble']['clean'][lvl]:.0f}" for lvl in levels if lvl in ev["babble"]["clean"])
         g = _max_gate(ev.get("gates", {}))
         secs = results.get(n, {}).get("seconds")
-        lines.append(f"| {n} | " + " | ".join(cells) + f" | {lv} | {'-' if g is None else f'{g:.3f}'} | "
+        ci = ev.get("gain_ci", {}).get("0")
+        ci_cell = "-" if ci is None else f"{100 * ci[0]:+.1f} [{100 * ci[1]:+.1f}, {100 * ci[2]:+.1f}]"
+        lines.append(f"| {n} | " + " | ".join(cells) + f" | {ci_cell} | {lv} | {'-' if g is None else f'{g:.3f}'} | "
                      f"{'-' if secs is None else f'{secs:.0f}'} |")
     return "\n".join(lines) + "\n"
 

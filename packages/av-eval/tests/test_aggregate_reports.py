@@ -122,3 +122,19 @@ def test_compare_reads_seed_summaries_back(tmp_path, capsys):
     (tmp_path / "junk.json").write_text("{}")
     assert main(["compare", str(tmp_path / "junk.json"), "--output", str(tmp_path / "x")]) == 2
     assert "not a seed summary" in capsys.readouterr().err
+
+
+def test_paired_bootstrap_gain():
+    from av_eval.aggregate import paired_bootstrap_gain
+    from av_eval.metrics import count_utterances
+
+    refs = [f"word{i}" for i in range(40)]
+    a = count_utterances(refs, ["x"] * 20 + refs[20:])  # 20 of 40 wrong: WER 0.5
+    b = count_utterances(refs, ["x"] * 4 + refs[4:])  # 4 of 40 wrong: WER 0.1
+    gain, low, high = paired_bootstrap_gain(a, b, resamples=500)
+    assert gain == pytest.approx(0.4)
+    assert 0.2 < low < 0.4 < high < 0.6  # b is better on every resample of these words
+    same = paired_bootstrap_gain(a, a, resamples=200)
+    assert same == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="same utterances"):
+        paired_bootstrap_gain(a, count_utterances(refs[:10], refs[:10]))

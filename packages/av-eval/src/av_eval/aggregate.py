@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from av_eval.metrics import LEVELS, METRICS, Report
+import numpy as np
+
+from av_eval.metrics import LEVELS, METRICS, Report, UtteranceCounts
 from av_eval.predictions import atomic_write_text
 
 GROUPS: tuple[str, ...] = (*LEVELS, "total", "macro", "unseen")
@@ -134,3 +136,26 @@ def write_summary(summary: SeedSummary, json_path: str | Path, title: str = "") 
     }
     paths["png"] = plot_levels_ci({title or json_path.stem: summary}, json_path.with_name(json_path.stem + "_levels.png"))
     return paths
+
+
+def paired_bootstrap_gain(
+    counts_a: UtteranceCounts, counts_b: UtteranceCounts, resamples: int = 2000, confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """WER(a) - WER(b) on the same utterances (same order), with a paired bootstrap interval.
+
+    Utterances are resampled with replacement (the same draw for both systems, so the interval reflects
+    only how the two differ on the test words, not which words happened to be tested), ``resamples``
+    times. Returns (gain, low, high) as fractions; ``low > 0`` means b is better than a at that confidence.
+    One training seed only: seed-to-seed variation needs several runs (``summarize``).
+    """
+    ea, eb, r = counts_a.word_errors, counts_b.word_errors, counts_a.ref_words
+    if ea.shape != eb.shape or not np.array_equal(r, counts_b.ref_words):
+        raise ValueError("paired bootstrap needs the same utterances, in the same order, for both systems")
+    gain = float((ea.sum() - eb.sum()) / r.sum())
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, r.size, size=(resamples, r.size))
+    gains = (ea[idx].sum(1) - eb[idx].sum(1)) / r[idx].sum(1)
+    alpha = (1.0 - confidence) / 2
+    low, high = np.quantile(gains, [alpha, 1.0 - alpha])
+    return gain, float(low), float(high)
