@@ -28,6 +28,7 @@ RECIPES = ["demo_lip.yaml", "demo_av.yaml", "av_both_ua.yaml", "av_decoder_ua.ya
 def _recipe(name: str, tree: Path, model: Path, **kw):
     """A recipe config on the test tree and tiny Whisper, warm starts left out (they need earlier runs)."""
     over = {"uaspeech_root": str(tree), "model_name": str(model), "local_model_only": True, "pt_audio_ckpt": None,
+            "video_encoder_ckpt": None,
             "pt_video_ckpt": None, "num_workers": 0, "resnet_width": 4, "batch_size": 4, "batch_seconds": None,
             "progress_bar": False, "speakers": None, "microphones": ["M5"], **kw}
     return load_config(CONFIGS / name, over)

@@ -74,7 +74,7 @@ class TrainingConfig:
     """Base width of the ResNet-18 video trunk (64 = AV-HuBERT's front-end; smaller for CPU demos)."""
     video_encoder_ckpt: str | None = None
     """Weights for the video front-end. ``resnet``: a safetensors file, a state dict or an audio-visual run's
-    checkpoint (keys ``model.video_encoder.*``). ``avhubert``: an official AV-HuBERT fairseq checkpoint,
+    checkpoint (keys ``model.video_encoder.*``, e.g. a lip-reading run's; ``{seed}`` -> seed index). ``avhubert``: an official AV-HuBERT fairseq checkpoint,
     self-supervised or fine-tuned. Loaded strictly, without executing code."""
     gate_init: float = 0.0
     """Initial value g0 of every gate of the gated cross-attention blocks (each adds tanh(g0) x its output).

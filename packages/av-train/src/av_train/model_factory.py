@@ -134,7 +134,7 @@ def build_model(cfg: TrainingConfig):
     new_names = {n for n, p in model.named_parameters() if id(p) not in original}
     if cfg.video_encoder_ckpt and cfg.video_encoder == "resnet":
         # (AV-HuBERT's own checkpoint format is read by av_fusion_models when building the model.)
-        load_video_encoder_weights(model, cfg.video_encoder_ckpt)
+        load_video_encoder_weights(model, cfg.resolve_seed_path(cfg.video_encoder_ckpt))
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
