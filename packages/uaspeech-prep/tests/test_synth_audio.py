@@ -182,3 +182,81 @@ def test_microphones_differ_slightly():
 def test_rng_for_is_stable():
     assert rng_for(0, "F05_B1_D3").integers(1 << 30) == rng_for(0, "F05_B1_D3").integers(1 << 30)
     assert rng_for(0, "F05_B1_D3").integers(1 << 30) != rng_for(1, "F05_B1_D3").integers(1 << 30)
+
+
+# --- repetitions: session and utterance variation -----------------------------------------------
+
+_WORDS = ("D0", "D1", "D2", "D3")
+
+
+def _reps(speaker: str, vary: bool = True) -> dict[tuple[str, str], object]:
+    prof = profile_for(speaker)
+    return {(b, w): synth_utterance(prof, b, w, seed=0, vary=vary) for b in corpus.BLOCKS for w in _WORDS}
+
+
+def _span(u) -> float:
+    return u.phonemes[-1][0] - u.phonemes[0][0]
+
+
+@pytest.mark.parametrize("speaker", ["F05", "M12"])  # high (the level adds little randomness), very_low (at 80 wpm)
+def test_repetitions_of_a_word_differ_in_rate_pitch_and_timing(speaker):
+    """B1 / B2 / B3 are separate sessions: the spoken part of a word differs in length by 24-35 % between
+    its repetitions (measured, seed 0, D0-D3: F05 0.35, M12 0.24; without the variation 0.07 and 0.17), the
+    pitch too, and for F05 the relative timing of the phonemes (not one uniform stretch: the largest shift of
+    a phoneme, as a share of the word, 0.025 against 0.008 without; M12's level already moves them by 0.09)."""
+    reps, flat = _reps(speaker), _reps(speaker, vary=False)
+
+    def spread(us) -> float:
+        out = []
+        for w in _WORDS:
+            s = [_span(us[(b, w)]) for b in corpus.BLOCKS]
+            out.append((max(s) - min(s)) / np.mean(s))
+        return float(np.mean(out))
+
+    assert spread(reps) > 0.15, spread(reps)
+    assert spread(reps) > 1.2 * spread(flat)
+    assert len({reps[(b, "D0")].pitch for b in corpus.BLOCKS}) >= 2
+
+    def relative_timing_change(us) -> float:
+        out = []
+        for w in _WORDS:
+            a, b = us[("B1", w)], us[("B2", w)]
+            if [n for _, n in a.phonemes] != [n for _, n in b.phonemes]:
+                continue  # espeak may split a phoneme differently at another rate
+            ta = (np.array([t for t, _ in a.phonemes]) - a.phonemes[0][0]) / _span(a)
+            tb = (np.array([t for t, _ in b.phonemes]) - b.phonemes[0][0]) / _span(b)
+            out.append(np.abs(ta - tb).max())
+        return float(np.mean(out))
+
+    if speaker == "F05":
+        assert relative_timing_change(reps) > max(0.015, 2 * relative_timing_change(flat))
+
+
+def test_variation_is_deterministic_and_keyed_by_ids():
+    from uaspeech_prep.synth.utterance import session_for
+
+    assert session_for("F05", "B1", 0) == session_for("F05", "B1", 0)
+    assert session_for("F05", "B1", 0) != session_for("F05", "B2", 0) != session_for("F05", "B2", 1)
+    prof = profile_for("F04")  # breathy voice
+    a, b = synth_utterance(prof, "B3", "C4", seed=2), synth_utterance(prof, "B3", "C4", seed=2)
+    assert np.array_equal(a.audio, b.audio) and a.phonemes == b.phonemes and a.open_factors == b.open_factors
+    other = synth_utterance(prof, "B2", "C4", seed=2)
+    assert len(other.audio) != len(a.audio) or not np.allclose(other.audio, a.audio)
+
+
+def test_wsola_changes_durations_but_not_pitch():
+    from uaspeech_prep.synth.variation import wsola
+
+    t = np.arange(SAMPLE_RATE) / SAMPLE_RATE  # 1 s of a 150 Hz harmonic tone
+    x = (0.5 * np.sin(2 * np.pi * 150 * t) + 0.25 * np.sin(2 * np.pi * 450 * t)).astype(np.float32)
+    same = wsola(x, np.array([0.0, 1.0]), np.array([0.0, 1.0]), SAMPLE_RATE)
+    assert len(same) == len(x) and np.corrcoef(same[600:-600], x[600:-600])[0, 1] > 0.999
+    # first half 1.5x longer, second half 0.8x: 0.75 + 0.4 s
+    y = wsola(x, np.array([0.0, 0.5, 1.0]), np.array([0.0, 0.75, 1.15]), SAMPLE_RATE)
+    assert len(y) == int(round(1.15 * SAMPLE_RATE))
+    for a, b in ((0.1, 0.6), (0.8, 1.1)):
+        seg = y[int(a * SAMPLE_RATE): int(b * SAMPLE_RATE)]
+        spec = np.abs(np.fft.rfft(seg * np.hanning(len(seg))))
+        f0 = np.argmax(spec) * SAMPLE_RATE / len(seg)
+        assert f0 == pytest.approx(150, abs=4), (a, b, f0)
+        assert np.sqrt(np.mean(seg**2)) == pytest.approx(np.sqrt(np.mean(x**2)), rel=0.15)

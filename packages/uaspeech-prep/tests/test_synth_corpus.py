@@ -69,6 +69,7 @@ def test_tiny_wordlist_mlf_and_info(tiny_corpus):
     info = json.loads((tiny_corpus / INFO_FILE).read_text())
     assert info["generator"] == "uaspeech-prep synth" and info["seed"] == 0
     assert info["speakers"]["M12"]["level"] == "very_low"
+    assert info["variation"]["phoneme_duration_std"] == 0.15 and info["variation"]["session_roll_deg_std"] == 2.5
     assert set(info["files"]) == _files(tiny_corpus) - {INFO_FILE}
 
 
@@ -98,6 +99,8 @@ def test_same_seed_same_bytes_other_seed_other_audio(tmp_path):
     idx = "video/F02/F02_B2_frame_index.txt"
     assert (tmp_path / "a" / idx).read_text() == (tmp_path / "b" / idx).read_text()
     assert _hashes(tmp_path / "a", "*.xls") == _hashes(tmp_path / "b", "*.xls")
+    assert _hashes(tmp_path / "a", "*.divx") == _hashes(tmp_path / "b", "*.divx")  # poses, lighting, mouth too
+    assert _hashes(tmp_path / "a", "*.divx") != _hashes(tmp_path / "c", "*.divx")
 
 
 def test_audio_does_not_depend_on_what_else_is_built(tmp_path, tiny_corpus):

@@ -28,11 +28,12 @@ import soundfile as sf
 
 from uaspeech_prep import __version__, corpus
 from uaspeech_prep.synth import degrade as dg
+from uaspeech_prep.synth import variation as var
 from uaspeech_prep.synth import video as vid
 from uaspeech_prep.synth.face import FRAME_SIZE, Face
 from uaspeech_prep.synth.profiles import VIDEO_QUALITY, profile_for
 from uaspeech_prep.synth.tts import SAMPLE_RATE
-from uaspeech_prep.synth.utterance import rng_for, synth_utterance, to_pcm16
+from uaspeech_prep.synth.utterance import rng_for, session_for, synth_utterance, to_pcm16
 from uaspeech_prep.synth.xls import write_wordlist_xls
 
 INFO_FILE = "synth_info.json"
@@ -145,11 +146,14 @@ def build_block(out: Path, speaker: str, block: str, word_ids: Sequence[str], mi
             name = f"{u.utt_id}_{mic}.wav"
             _write_wav(adir / name, to_pcm16(u.channel(mic, seed)))
             res.files.append(f"audio/{speaker}/{name}")
-        tracks.append(vid.WordTrack(u.utt_id, u.duration, u.phonemes))
+        tracks.append(vid.WordTrack(u.utt_id, u.duration, u.phonemes, u.mouth_scale, u.open_factors, u.av_lag_s))
         res.words.append((u.utt_id, u.word))
         res.durations[u.utt_id] = u.duration
     vname = f"{speaker}-{block}-DV-1.divx"
-    rows = vid.write_block_video(vdir / vname, tracks, prof.look, rng_for(seed, speaker, block, "video"), _FACE)
+    poses = var.block_poses(session_for(speaker, block, seed), vid.total_frames(tracks),
+                            rng_for(seed, speaker, block, "drift"), vid.FPS)
+    rows = vid.write_block_video(vdir / vname, tracks, prof.look, rng_for(seed, speaker, block, "video"), _FACE,
+                                 poses=poses)
     iname = f"{speaker}_{block}_frame_index.txt"
     vid.write_frame_index(vdir / iname, rows)
     res.files += [f"video/{speaker}/{vname}", f"video/{speaker}/{iname}"]
@@ -255,6 +259,7 @@ def build_corpus(cfg: SynthConfig, progress: Callable[[int], object] | None = No
         "video": {"fps": vid.FPS, "width": FRAME_SIZE[0], "height": FRAME_SIZE[1], "lead_frames": vid.LEAD_FRAMES,
                   "gap_frames": vid.GAP_FRAMES, "quality_by_level": VIDEO_QUALITY},
         "degradation_by_level": {k: asdict(v) for k, v in dg.LEVEL_PARAMS.items()},
+        "variation": var.parameters(),
         "microphones": {k: asdict(v) for k, v in dg.MICS.items() if k in cfg.mics},
         "utterances": sum(len(r.words) for r in results.values()),
         "files": sorted(files),

@@ -19,8 +19,12 @@ Rendering a frame (:meth:`Face.render`):
    interior between the inner lip curves, upper and lower teeth bands inside it, the lips (color
    sampled from the photo's lips) with a cupid's bow, a dark lip line when closed, the upper teeth
    over the raised lower lip for f/v (``tuck``);
-4. per-speaker look (:class:`Look`): a small scale / shift (affine about the mouth), brightness, and for
-   worse levels a light Gaussian blur plus a little pixel noise.
+4. per-speaker look (:class:`Look`) and per-frame head pose and lighting
+   (:class:`~uaspeech_prep.synth.variation.Pose`: the recording session's, plus a drift): one similarity
+   warp about the mouth (the look's scale / shift, the pose's roll / scale / shift), for worse levels a
+   light Gaussian blur, then brightness x contrast with a side-light gain ramp, and a little pixel noise.
+
+:meth:`Face.draw` does steps 1-3 (cache it for repeated shapes), :meth:`Face.finish` step 4.
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
+
+from uaspeech_prep.synth.variation import Pose
+
+NEUTRAL_POSE = Pose()
 
 CROP = (125, 30, 200, 200)  # x, y, width, height of the head crop inside the 512x512 photo
 FRAME_SIZE = (200, 200)  # width, height of the rendered frames
@@ -139,18 +147,36 @@ def _curves(p: np.ndarray, n: int = 41):
     return x, xo, up_in, low_in, up_out, low_out, jaw
 
 
-def mouth_box(p: np.ndarray, look: Look = Look()) -> tuple[float, float, float, float]:
+def mouth_box(p: np.ndarray, look: Look = Look(), pose: Pose = NEUTRAL_POSE) -> tuple[float, float, float, float]:
     """Bounding box (x0, y0, x1, y1) of the drawn lips in the final frame for parameters p."""
     x, xo, up_in, low_in, up_out, low_out, _ = _curves(np.asarray(p, float))
     pts = np.concatenate([np.stack([xo, up_out], 1), np.stack([xo, low_out], 1)])
-    pts = _look_matrix(look)[:, :2] @ pts.T + _look_matrix(look)[:, 2:3]
+    m = _look_matrix(look, pose)
+    pts = m[:, :2] @ pts.T + m[:, 2:3]
     return float(pts[0].min()), float(pts[1].min()), float(pts[0].max()), float(pts[1].max())
 
 
-def _look_matrix(look: Look) -> np.ndarray:
+def _look_matrix(look: Look, pose: Pose = NEUTRAL_POSE) -> np.ndarray:
+    """Similarity about the mouth centre: scale look.scale * pose.scale, rotation pose.roll_deg (positive:
+    counter-clockwise on screen), then shift look.shift + pose.shift."""
     cx, cy = MOUTH_CENTER
-    s = look.scale
-    return np.array([[s, 0, cx - s * cx + look.shift[0]], [0, s, cy - s * cy + look.shift[1]]], dtype=np.float64)
+    s = look.scale * pose.scale
+    a = np.deg2rad(pose.roll_deg)
+    c, si = s * np.cos(a), s * np.sin(a)
+    r = np.array([[c, si], [-si, c]])
+    t = np.array([cx, cy]) - r @ np.array([cx, cy]) + np.array(look.shift) + np.array(pose.shift)
+    return np.hstack([r, t[:, None]]).astype(np.float64)
+
+
+@lru_cache(maxsize=16)
+def _light_map(brightness: float, contrast: float, side: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel gain and offset (h, w, 3 float32) of ``brightness * (contrast * (v - 128) + 128)`` with a gain
+    ramp ``1 + side * (x - cx) / half face width``."""
+    w, h = FRAME_SIZE
+    ramp = 1.0 + side * (np.arange(w, dtype=np.float32) - MOUTH_CENTER[0]) / 45.0
+    gain = np.broadcast_to((brightness * contrast * ramp)[None, :, None], (h, w, 3))
+    off = np.broadcast_to((brightness * 128.0 * (1.0 - contrast) * ramp)[None, :, None], (h, w, 3))
+    return np.ascontiguousarray(gain, np.float32), np.ascontiguousarray(off, np.float32)
 
 
 _SS = 4  # supersampling factor
@@ -169,8 +195,33 @@ class Face:
         self.base, self.lip_rgb = base_image()
         self.base_f = self.base.astype(np.float32)
 
-    def render(self, p: np.ndarray, look: Look = Look(), rng: np.random.Generator | None = None) -> np.ndarray:
+    def render(self, p: np.ndarray, look: Look = Look(), rng: np.random.Generator | None = None,
+               pose: Pose = NEUTRAL_POSE) -> np.ndarray:
         """One RGB uint8 frame (FRAME_SIZE) for mouth parameters p = (open, width, round, teeth, tuck)."""
+        return self.finish(self.draw(p), look, rng, pose)
+
+    def finish(self, img: np.ndarray, look: Look = Look(), rng: np.random.Generator | None = None,
+               pose: Pose = NEUTRAL_POSE) -> np.ndarray:
+        """Step 4: the speaker's look and the frame's pose / lighting applied to a drawn frame."""
+        if look.scale != 1.0 or look.shift != (0.0, 0.0) or pose.scale != 1.0 or pose.roll_deg != 0.0 \
+                or pose.shift != (0.0, 0.0):
+            img = cv2.warpAffine(img, _look_matrix(look, pose), FRAME_SIZE, flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
+        if look.blur > 0:
+            img = cv2.GaussianBlur(img, (0, 0), look.blur)
+        if pose.contrast != 1.0 or pose.side_light != 0.0:
+            gain, off = _light_map(round(look.brightness * pose.brightness, 4), round(pose.contrast, 4),
+                                   round(pose.side_light, 4))
+            img = cv2.add(cv2.multiply(img, gain, dtype=cv2.CV_32F), off, dtype=cv2.CV_8U)  # rounds, saturates
+        elif look.brightness * pose.brightness != 1.0:
+            img = cv2.convertScaleAbs(img, alpha=look.brightness * pose.brightness)
+        if look.noise > 0 and rng is not None:
+            n = np.rint(rng.standard_normal(img.shape[:2], dtype=np.float32) * look.noise).astype(np.int16)
+            img = np.clip(img.astype(np.int16) + n[..., None], 0, 255).astype(np.uint8)
+        return img
+
+    def draw(self, p: np.ndarray) -> np.ndarray:
+        """Steps 2-3: the mouthless base with the jaw dropped and the mouth drawn for parameters p."""
         p = np.asarray(p, dtype=np.float64)
         x, xo, up_in, low_in, up_out, low_out, jaw = _curves(p)
         # 2. jaw drop
@@ -219,15 +270,4 @@ class Face:
         small = cv2.resize(patch, (px1 - px0, py1 - py0), interpolation=cv2.INTER_AREA)
         small = cv2.GaussianBlur(small, (0, 0), 0.45)
         img[py0:py1, px0:px1] = small
-        # 4. per-speaker look
-        if look.scale != 1.0 or look.shift != (0.0, 0.0):
-            img = cv2.warpAffine(img, _look_matrix(look), FRAME_SIZE, flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REFLECT)
-        if look.blur > 0:
-            img = cv2.GaussianBlur(img, (0, 0), look.blur)
-        if look.brightness != 1.0:
-            img = cv2.convertScaleAbs(img, alpha=look.brightness)
-        if look.noise > 0 and rng is not None:
-            n = np.rint(rng.standard_normal(img.shape[:2], dtype=np.float32) * look.noise).astype(np.int16)
-            img = np.clip(img.astype(np.int16) + n[..., None], 0, 255).astype(np.uint8)
         return img

@@ -4,7 +4,8 @@
 A block video is ``LEAD_FRAMES`` of rest, then each word's segment followed by ``GAP_FRAMES`` of rest
 (after the last word: ``LEAD_FRAMES``). A word's segment has ``round(duration * fps)`` frames, frame k
 showing the mouth at time k / fps of the word's wav, so the wav and the segment have the same
-length within half a frame.
+length within half a frame. Every frame has its own head pose and lighting (the recording session's plus a
+slow drift, :mod:`.variation`); the mouth follows the word's phonemes with this repetition's opening and lag.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from uaspeech_prep.synth.face import FRAME_SIZE, Face, Look
+from uaspeech_prep.synth.face import FRAME_SIZE, NEUTRAL_POSE, Face, Look
+from uaspeech_prep.synth.variation import Pose
 from uaspeech_prep.synth.visemes import VISEMES, keyframes, trajectory
 
 FPS = 30.0
@@ -32,11 +34,20 @@ class VideoWriteError(RuntimeError):
 
 @dataclass(frozen=True)
 class WordTrack:
-    """What the video needs of one utterance: its id, duration (s) and phoneme events (s, name)."""
+    """What the video needs of one utterance: its id, duration (s) and phoneme events (s, name), and how
+    this repetition articulates: a factor on the mouth opening, one factor per phoneme target, and the
+    lag of the mouth behind the sound (s)."""
 
     utt_id: str
     duration: float
     phonemes: Sequence[tuple[float, str]]
+    mouth_scale: float = 1.0
+    open_factors: Sequence[float] | None = None
+    lag_s: float = 0.0
+
+
+MAX_OPEN_PARAM = 1.25
+"""Largest ``open`` parameter drawn (the mouth patch of :mod:`.face` holds it)."""
 
 
 def word_frames(duration: float, fps: float = FPS) -> int:
@@ -47,7 +58,10 @@ def mouth_params(track: WordTrack, fps: float = FPS) -> np.ndarray:
     """(n_frames, 5) mouth parameters of one word's segment."""
     n = word_frames(track.duration, fps)
     times = np.arange(n) / fps
-    return trajectory(keyframes(list(track.phonemes), track.duration), times)
+    ph = [(min(max(0.0, t + track.lag_s), track.duration), name) for t, name in track.phonemes]
+    p = trajectory(keyframes(ph, track.duration, track.open_factors), times)
+    p[:, 0] = np.clip(p[:, 0] * track.mouth_scale, 0.0, MAX_OPEN_PARAM)
+    return p
 
 
 def frame_index(tracks: Sequence[WordTrack], fps: float = FPS) -> list[tuple[str, int, int]]:
@@ -91,39 +105,43 @@ def probe(path: str | os.PathLike) -> tuple[int, float, tuple[int, int]]:
 
 
 def write_block_video(path: Path, tracks: Sequence[WordTrack], look: Look, rng: np.random.Generator,
-                      face: Face | None = None, fps: float = FPS) -> list[tuple[str, int, int]]:
+                      face: Face | None = None, fps: float = FPS,
+                      poses: Sequence[Pose] | None = None) -> list[tuple[str, int, int]]:
     """Render and write one block video at ``path`` (atomically: a temporary ``.avi`` renamed at the end,
-    after checking that OpenCV reads it back with the right frame count and rate). Returns the frame index."""
+    after checking that OpenCV reads it back with the right frame count and rate). ``poses``: head pose and
+    lighting of every frame (:func:`uaspeech_prep.synth.variation.block_poses`; default: all neutral).
+    Returns the frame index."""
     face = face or Face()
     path = Path(path)
+    expected = total_frames(tracks, fps)
+    if poses is not None and len(poses) != expected:
+        raise ValueError(f"{len(poses)} poses for a video of {expected} frames")
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.avi")
     writer, _ = _open_writer(tmp, fps)
-    rest = VISEMES["rest"].as_array()
-    noisy = look.noise > 0
-    rest_frame = None if noisy else cv2.cvtColor(face.render(rest, look), cv2.COLOR_RGB2BGR)
+    rest = face.draw(VISEMES["rest"].as_array())
     n_written = 0
 
-    def put_rest(n: int) -> None:
+    def put(img: np.ndarray) -> None:
         nonlocal n_written
-        for _ in range(n):
-            fr = rest_frame if rest_frame is not None else cv2.cvtColor(face.render(rest, look, rng), cv2.COLOR_RGB2BGR)
-            writer.write(fr)
-            n_written += 1
+        pose = poses[n_written] if poses is not None else NEUTRAL_POSE
+        writer.write(cv2.cvtColor(face.finish(img, look, rng, pose), cv2.COLOR_RGB2BGR))
+        n_written += 1
 
     try:
-        put_rest(LEAD_FRAMES)
+        for _ in range(LEAD_FRAMES):
+            put(rest)
         for i, tr in enumerate(tracks):
             for p in mouth_params(tr, fps):
-                writer.write(cv2.cvtColor(face.render(p, look, rng), cv2.COLOR_RGB2BGR))
-                n_written += 1
-            put_rest(GAP_FRAMES if i < len(tracks) - 1 else 0)
-        put_rest(LEAD_FRAMES)
+                put(face.draw(p))
+            for _ in range(GAP_FRAMES if i < len(tracks) - 1 else 0):
+                put(rest)
+        for _ in range(LEAD_FRAMES):
+            put(rest)
     except BaseException:
         writer.release()
         tmp.unlink(missing_ok=True)
         raise
     writer.release()
-    expected = total_frames(tracks, fps)
     assert n_written == expected, (n_written, expected)
     n, got_fps, size = probe(tmp)
     if n != expected or abs(got_fps - fps) > 1e-3 or size != FRAME_SIZE:

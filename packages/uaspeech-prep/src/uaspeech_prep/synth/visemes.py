@@ -15,7 +15,7 @@ interval, and the trajectory between them is a smooth (cosine) interpolation, li
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
@@ -106,9 +106,11 @@ def visemes_of(phoneme: str) -> tuple[str, ...]:
     return ("mid",)  # unknown phoneme: neutral half-open
 
 
-def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float) -> list[tuple[float, MouthShape]]:
+def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float,
+              open_factors: Sequence[float] | None = None) -> list[tuple[float, MouthShape]]:
     """Target shapes with their times for a word: ``phonemes`` are (start_s, name) in time order,
-    ``end_time`` the end of the audio. Rest shape at time 0 and at the end."""
+    ``end_time`` the end of the audio. Rest shape at time 0 and at the end. ``open_factors`` (one per
+    phoneme) scale the opening of each phoneme's target(s): how far this repetition's articulation goes."""
     keys: list[tuple[float, MouthShape]] = [(0.0, VISEMES["rest"])]
     times = [t for t, _ in phonemes] + [end_time]
     if phonemes:  # hold the rest shape until just before the first phoneme (anticipation)
@@ -119,13 +121,19 @@ def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float) -> list[tu
         t1 = max(times[i + 1], t)
         dur = t1 - t
         vis = visemes_of(name)
+        f = 1.0 if open_factors is None else float(open_factors[i])
+
+        def target(v: str) -> MouthShape:
+            sh = VISEMES[v]
+            return sh if f == 1.0 else replace(sh, open=sh.open * f)
+
         if vis == ("rest",):
             keys.append((t + 0.5 * dur, VISEMES["rest"]))
         elif len(vis) == 1:
-            keys.append((t + 0.45 * dur, VISEMES[vis[0]]))
+            keys.append((t + 0.45 * dur, target(vis[0])))
         else:
-            keys.append((t + 0.3 * dur, VISEMES[vis[0]]))
-            keys.append((t + 0.85 * dur, VISEMES[vis[1]]))
+            keys.append((t + 0.3 * dur, target(vis[0])))
+            keys.append((t + 0.85 * dur, target(vis[1])))
     keys.append((max(end_time, keys[-1][0]), VISEMES["rest"]))
     return keys
 
