@@ -114,8 +114,15 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
     lip_ckpt = str(work / "weights" / "checkpoint" / lip_id / "best.ckpt")
 
+    elsewhere = {}
+    for f in out_dir.glob("results*.json"):  # runs trained by other processes
+        if f != results_file:
+            elsewhere.update(json.loads(f.read_text()))
     for name in args.variants:
         if name in results:
+            continue
+        if name in elsewhere:
+            results[name] = {k: v for k, v in elsewhere[name].items() if k != "eval"}
             continue
         over = {k: (lip_ckpt if v == LIP else v) for k, v in VARIANTS[name].items()}
         if name.startswith("recipe"):
