@@ -145,11 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         snrs = parse_snrs(args.snrs)
         noise_dir = out_dir / (f"noise_{args.tag}" if args.tag else "noise")
         curves = evaluate_noise([ckpts[n] for n in todo], "babble", snrs, noise_dir, progress=False)["curves"]
-        from av_train.evaluation.loading import load_run  # noqa: F401  (names of runs = train ids)
-
         for n in todo:
-            run_name = results[n]["train_id"] if n in results and "train_id" in results[n] else None
-            key = run_name or ckpts[n].parent.name
+            key = _train_id(results, n, ckpts)  # noise-eval names each run by its train_id
             gates = {}
             gates_file = work / "results" / ("lip_recipe" if n != "audio" else "demo") / key / "gates.json"
             if gates_file.is_file():
