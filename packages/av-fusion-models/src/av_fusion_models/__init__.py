@@ -30,6 +30,7 @@ from .freezing import (
     unfreeze_mlp_layers,
 )
 from .gated_xattn import GatedCrossAttentionBlock
+from .inference import Recognition, rank_vocabulary, recognize, recognize_inputs
 from .modeling_av_whisper import (
     AVWhisperForConditionalGeneration,
     AVWhisperOutput,
@@ -38,6 +39,7 @@ from .modeling_av_whisper import (
     build_video_encoder,
     sinusoidal_positions,
 )
+from .processing_av_whisper import AVWhisperProcessor, InputError, join_char_level
 from .router import ROUTES, FusionRouter, RouterOutput, masked_mean_std
 from .safe_checkpoint import OpaqueObject, UnsafeCheckpointError, load_untrusted_checkpoint
 from .video_resnet import ResNetVideoEncoder
@@ -66,6 +68,13 @@ __all__ = [
     "AVWhisperConfig",
     "AVWhisperForConditionalGeneration",
     "AVWhisperOutput",
+    "AVWhisperProcessor",
+    "InputError",
+    "Recognition",
+    "join_char_level",
+    "rank_vocabulary",
+    "recognize",
+    "recognize_inputs",
     "FUSION_LOCATIONS",
     "FusionRouter",
     "GatedCrossAttentionBlock",
