@@ -2,7 +2,7 @@
 
 Each subcommand hands its arguments to the package that owns the job (see PASSTHROUGH):
 synth / prepare / stats -> uaspeech-prep, import-ct2 -> av-fusion-models, train / train-multi-seed /
-download-model / validate-ensemble / noise-eval -> av-train, eval / score / compare -> av-eval,
+download-model / validate-ensemble / noise-eval / export / transcribe -> av-train, eval / score / compare -> av-eval,
 demo -> all of them in order. Nothing in the packages imports this one.
 """
 
@@ -32,6 +32,10 @@ PASSTHROUGH: dict[str, tuple[str, str, tuple[str, ...], str]] = {
     "compare": ("av_eval.cli", "main", ("compare",), "put several runs' seed summaries side by side"),
     "noise-eval": ("av_train.evaluation.noise", "main", (),
                    "WER per level per SNR with white or babble noise, for one or more runs"),
+    "export": ("av_train.export.cli", "main", (),
+               "export a run as a pickle-free model folder (hf) or for faster-whisper (ct2)"),
+    "transcribe": ("av_train.inference.transcribe", "main", (),
+                   "recognise your own recordings (video with sound, audio, mouth crops) with a model"),
 }
 
 

@@ -73,9 +73,13 @@ def _safe(name: str) -> str:
 
 
 def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | None = None,
-                    output: str | Path | None = None, predictors=None, progress: bool = True) -> dict:
+                    output: str | Path | None = None, predictors=None, progress: bool = True,
+                    decode_vocabulary: str | None = None) -> dict:
     """Evaluate every checkpoint found under ``folder``; write per-checkpoint predictions and
-    metrics, and an aggregate (summary.json / .csv / .md / PNG). Returns {"reports", "output", ...}."""
+    metrics, and an aggregate (summary.json / .csv / .md / PNG). Returns {"reports", "output", ...}.
+
+    ``decode_vocabulary`` (``open``, ``uaspeech`` or a word-list file) replaces each run's own setting; it is
+    handed to the predictor as a keyword option."""
     from av_eval.predictors import find_predictor
 
     folder = Path(folder)
@@ -87,7 +91,8 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
     reports: dict[str, Report] = {}
     routes: dict[str, dict] = {}
     for ckpt in checkpoints:
-        result = predictor.predict(ckpt, split=split, data=Path(data) if data else None, progress=progress)
+        options = {} if decode_vocabulary is None else {"decode_vocabulary": decode_vocabulary}
+        result = predictor.predict(ckpt, split=split, data=Path(data) if data else None, progress=progress, **options)
         name = _safe(result.run_name)
         while name in reports:
             name += "_"
@@ -123,7 +128,8 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
 
 
 def _eval(args: argparse.Namespace) -> int:
-    evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output, progress=not args.no_progress)
+    evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output, progress=not args.no_progress,
+                    decode_vocabulary=args.decode_vocabulary)
     return 0
 
 
@@ -165,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="prepared tree to read instead of each run's uaspeech_root")
     e.add_argument("--output", help="output folder (default CHECKPOINT_DIR/eval_<split>)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
+    e.add_argument("--decode-vocabulary", default=None, metavar="open|uaspeech|FILE",
+                   help="decode open or constrained to a closed word list (default: each run's decode_vocabulary)")
     e.set_defaults(func=_eval)
     c = sub.add_parser("compare", help="several runs' seed summaries side by side (bars with 95%% CIs, Markdown)")
     c.add_argument("summaries", nargs="+", help="[NAME=]results/<train_name>/<train_id>_seed_validation.json")

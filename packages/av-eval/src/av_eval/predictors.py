@@ -9,7 +9,8 @@ A predictor is any object with:
 
 - ``name``: str
 - ``find_checkpoints(folder) -> list[Path]``: the checkpoints it can evaluate under ``folder``
-- ``predict(checkpoint, split="B2", data=None, progress=True) -> CheckpointPredictions``
+- ``predict(checkpoint, split="B2", data=None, progress=True, **options) -> CheckpointPredictions``; options
+  are passed only when the user gives them (today ``decode_vocabulary``: ``open``, ``uaspeech`` or a file)
 """
 
 from __future__ import annotations

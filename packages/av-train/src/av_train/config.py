@@ -190,6 +190,11 @@ class TrainingConfig:
     """Longest generated transcript (tokens) in autoregressive decoding."""
     num_beams: int = 1
     """Beam size of autoregressive decoding (1: greedy)."""
+    decode_vocabulary: str = "open"
+    """Words autoregressive decoding may produce: ``open`` (anything, as Whisper), ``uaspeech`` (the corpus's
+    closed set: every word of its word list, 449 distinct spellings of the 455 entries) or the path of a text
+    file with one word or phrase per line. Used by validation, ``av-cli eval``, ``noise-eval`` and the
+    exported model (``av-cli transcribe``); teacher-forced validation ignores it."""
     check_val_every_n_epoch: int = 1
     """Validate (and write best / last checkpoints) every n epochs."""
 
@@ -399,6 +404,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'precision' must be one of {list(PRECISIONS)}, got {cfg.precision!r}.{hint}")
     if cfg.num_beams < 1:
         raise ConfigError(f"{source}: 'num_beams' must be >= 1")
+    if not cfg.decode_vocabulary:
+        raise ConfigError(f"{source}: 'decode_vocabulary' must be open, uaspeech or a word-list file")
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainingConfig:

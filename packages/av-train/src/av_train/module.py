@@ -53,6 +53,10 @@ class AVSRModule(L.LightningModule):
         self.last_predictions: list[Prediction] = []
         self.last_report = None
         self._train_words: set[str] | None | bool = False  # False: not read yet
+        from av_train.vocabulary import constraint_for, decode_words
+
+        # closed-vocabulary decoding (decode_vocabulary); None = open
+        self.constraint = constraint_for(targets.tokenizer, decode_words(cfg.decode_vocabulary), cfg.char_level)
 
     # --- forward ---------------------------------------------------------------------------------
     def _model_inputs(self, batch: dict) -> dict:
@@ -87,7 +91,7 @@ class AVSRModule(L.LightningModule):
         prompt = torch.tensor(self.targets.prompt, device=self.device).repeat(len(batch["meta"]), 1)
         ids = self.model.generate(
             **self._model_inputs(batch), decoder_input_ids=prompt, max_new_tokens=self.cfg.max_new_tokens,
-            num_beams=self.cfg.num_beams, eos_token_id=self.targets.eot,
+            num_beams=self.cfg.num_beams, eos_token_id=self.targets.eot, constraint=self.constraint,
         )
         return [self.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
 

@@ -138,3 +138,11 @@ def level_table_markdown(wordlist: dict[str, str] | None = None) -> str:
         rows.append([lvl, " ".join(dys), str(expected_counts(dys, "all", wordlist).split["test"]),
                      " ".join(av), str(expected_counts(av, "all", wordlist).split["test"])])
     return "\n".join("| " + " | ".join(r) + " |" for r in rows)
+
+
+def closed_vocabulary(wordlist: dict[str, str] | None = None) -> list[str]:
+    """Every word of the corpus (all blocks), lower-cased, once each, sorted: UASpeech's closed set for
+    constrained decoding. The word list has 455 entries (3 x 155 common + 300 uncommon), of which 449 are
+    distinct words once spelled in lower case (a few uncommon words repeat in another block)."""
+    table = corpus.builtin_wordlist() if wordlist is None else wordlist
+    return sorted({w.strip().lower() for w in table.values() if w.strip()})

@@ -121,13 +121,16 @@ def ensemble_greedy(
 
 def decode_runs(
     runs: Sequence[LoadedRun], split: str = "B2", dataset: UASpeechAVDataset | None = None, batch_size: int = 16,
-    progress: bool = True, use_cache: bool = True, desc: str | None = None,
+    progress: bool = True, use_cache: bool = True, desc: str | None = None, decode_vocabulary: str | None = None,
 ) -> list[Prediction]:
     """Predictions of one run (``runs=[run]``) or of the true ensemble of several on ``split``.
 
     One run with ``num_beams > 1`` in its config decodes with the model's beam search; otherwise
-    greedy (for one model this is exactly ``model.generate``'s greedy path).
+    greedy (for one model this is exactly ``model.generate``'s greedy path). Decoding is constrained to
+    ``decode_vocabulary`` (default: the first run's config value; ``open``, ``uaspeech`` or a file).
     """
+    from av_train.vocabulary import constraint_for, decode_words
+
     if not runs:
         raise ValueError("no runs to decode")
     first = runs[0]
@@ -147,13 +150,15 @@ def decode_runs(
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0)
     device = next(first.model.parameters()).device
     beams = first.cfg.num_beams if len(runs) == 1 else 1
+    spec = first.cfg.decode_vocabulary if decode_vocabulary is None else decode_vocabulary
+    constraint = constraint_for(first.targets.tokenizer, decode_words(spec), first.cfg.char_level)
     preds: list[Prediction] = []
     for batch in tqdm(loader, desc=desc or f"decoding {split}", disable=not progress, leave=False):
         prompt = torch.tensor(first.targets.prompt, device=device).repeat(len(batch["meta"]), 1)
         inputs = [model_inputs(r, batch, device) for r in runs]
         if beams > 1:
             ids = first.model.generate(**inputs[0], decoder_input_ids=prompt, max_new_tokens=first.cfg.max_new_tokens,
-                                       num_beams=beams, eos_token_id=first.targets.eot)
+                                       num_beams=beams, eos_token_id=first.targets.eot, constraint=constraint)
             routes = [None]
             if first.model.router is not None:
                 kw = inputs[0]
@@ -162,7 +167,7 @@ def decode_runs(
                 routes = [None if fusion.route is None else fusion.route.route_probs.float().cpu()]
         else:
             ids, routes = ensemble_greedy([r.model for r in runs], inputs, prompt, first.cfg.max_new_tokens,
-                                          first.targets.eot, use_cache=use_cache)
+                                          first.targets.eot, use_cache=use_cache, constraint=constraint)
         route = routes[0] if len(runs) == 1 else None
         for i, (meta, seq) in enumerate(zip(batch["meta"], ids)):
             hyp = first.targets.decode(seq[prompt.shape[1]:].tolist())

@@ -88,7 +88,8 @@ def snr_label(snr: float | None) -> str:
 
 def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[float | None] = (None, 10.0, 5.0, 0.0, -5.0),
                    output: str | Path = "noise_eval", split: str = "B2", data: str | Path | None = None,
-                   talkers: int = 4, seed: int = 0, device: str | None = None, progress: bool = True) -> dict:
+                   talkers: int = 4, seed: int = 0, device: str | None = None, progress: bool = True,
+                   decode_vocabulary: str | None = None) -> dict:
     """WER per level per SNR for each checkpoint; returns ``curves[run][snr][group] = wer``, the
     ``reports[run][snr]`` (av_eval Reports) and the paths of the files written."""
     output = Path(output)
@@ -104,7 +105,8 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
                                  n_mels=run.n_mels, cache_features=False, with_audio=run.cfg.uses_audio)
         for snr in snrs:
             ds = NoisyEvalDataset(base, kind, snr, talkers=talkers, seed=seed)
-            preds = decode_runs([run], split, dataset=ds, progress=progress, desc=f"{name} {kind} {snr_label(snr)}")
+            preds = decode_runs([run], split, dataset=ds, progress=progress, desc=f"{name} {kind} {snr_label(snr)}",
+                                decode_vocabulary=decode_vocabulary)
             write_predictions(output / name / f"predictions_{split}_{kind}_{snr_label(snr)}.jsonl", preds)
             report = score_predictions(preds)
             reports.setdefault(name, {})[snr_label(snr)] = report.as_dict()
@@ -121,7 +123,8 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
         del run, base
         gc.collect()
     stem = output / f"noise_{kind}"
-    meta = {"noise": kind, "snrs_db": [snr_label(s) for s in snrs], "split": split, "talkers": talkers, "seed": seed}
+    meta = {"noise": kind, "snrs_db": [snr_label(s) for s in snrs], "split": split, "talkers": talkers, "seed": seed,
+            "decode_vocabulary": decode_vocabulary or "each run's own"}
     atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "runs": reports, "routes": routes}, indent=2) + "\n")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
@@ -146,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", default="noise_eval", help="output folder (default ./noise_eval)")
     p.add_argument("--device")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--decode-vocabulary", default=None, metavar="open|uaspeech|FILE",
+                   help="decode open or constrained to a closed word list (default: each run's decode_vocabulary)")
     return p
 
 
@@ -156,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         if not ckpts:
             raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
         out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
-                             args.talkers, args.seed, args.device, progress=not args.no_progress)
+                             args.talkers, args.seed, args.device, progress=not args.no_progress,
+                             decode_vocabulary=args.decode_vocabulary)
     except (FileNotFoundError, ValueError) as e:
         print(f"noise-eval: {e}", file=sys.stderr)
         return 2

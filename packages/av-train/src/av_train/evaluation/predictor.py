@@ -24,18 +24,19 @@ class AVTrainPredictor:
         return find_checkpoints(folder)
 
     def predict(self, checkpoint: Path, split: str = "B2", data: Path | None = None,
-                progress: bool = True) -> CheckpointPredictions:
+                progress: bool = True, decode_vocabulary: str | None = None) -> CheckpointPredictions:
         run = load_run(checkpoint, data=data, device=self.device)
         try:
             preds = decode_runs([run], split, batch_size=self.batch_size, progress=progress,
-                                desc=f"{run.name} {split}")
+                                desc=f"{run.name} {split}", decode_vocabulary=decode_vocabulary)
             try:
                 words = training_words(run.cfg.uaspeech_root)
             except ValueError:
                 words = None
             info = {"train_id": run.cfg.train_id, "train_name": run.cfg.train_name, "split": split,
                     "uaspeech_root": run.cfg.uaspeech_root, "modality": run.cfg.modality,
-                    "fusion": run.cfg.effective_fusion_location, "checkpoint": str(checkpoint)}
+                    "fusion": run.cfg.effective_fusion_location, "checkpoint": str(checkpoint),
+                    "decode_vocabulary": decode_vocabulary or run.cfg.decode_vocabulary}
             return CheckpointPredictions(Path(checkpoint), run.name, preds, words, info)
         finally:
             del run

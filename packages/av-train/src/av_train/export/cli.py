@@ -1,0 +1,78 @@
+"""``av-cli export RUN_OR_CKPT OUT_DIR [--format hf|ct2]``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from av_train.checkpoints import CheckpointError
+from av_train.config import ConfigError
+from av_train.export.hf import ExportError
+from av_train.model_factory import ModelLoadError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="av-cli export",
+        description="Export a trained run as a self-contained, pickle-free model folder (hf) or as a "
+                    "CTranslate2 Whisper for faster-whisper (ct2, audio-only runs).",
+    )
+    p.add_argument("source", help="run folder (weights/checkpoint/<train_id>) or its best.ckpt / last.ckpt")
+    p.add_argument("out_dir", help="folder to write (created; an earlier export there needs --overwrite)")
+    p.add_argument("--format", choices=("hf", "ct2"), default="hf",
+                   help="hf (default): av-fusion-models folder; ct2: CTranslate2 / faster-whisper (audio-only)")
+    p.add_argument("--decode-vocabulary", default=None, metavar="open|uaspeech|FILE",
+                   help="closed vocabulary stored with the model (default: the run's decode_vocabulary)")
+    p.add_argument("--quantization", default=None,
+                   help="ct2 only: stored weight type (float32, float16, int8, int8_float32, ...)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in OUT_DIR")
+    p.add_argument("--push-to-hub", metavar="REPO", default=None,
+                   help="also upload the folder to this Hugging Face Hub model repository (needs a login)")
+    p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
+    return p
+
+
+def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
+    """Upload ``folder`` to the Hub model repository ``repo`` (created when missing); returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                      commit_message="Upload model exported by av-cli export")
+    return f"https://huggingface.co/{repo}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.format == "ct2":
+            if args.decode_vocabulary:
+                raise ExportError("--decode-vocabulary applies to --format hf (faster-whisper decodes open)")
+            from av_train.export.ct2 import export_ct2
+
+            result = export_ct2(args.source, args.out_dir, args.quantization, overwrite=args.overwrite)
+        else:
+            if args.quantization:
+                raise ExportError("--quantization applies to --format ct2 only")
+            from av_train.export.hf import export_hf
+
+            result = export_hf(args.source, args.out_dir, args.decode_vocabulary, overwrite=args.overwrite)
+    except (ExportError, ConfigError, CheckpointError, ModelLoadError, FileNotFoundError) as e:
+        print(f"av-cli export: {e}", file=sys.stderr)
+        return 2
+    print(f"exported {result.run.cfg.train_id} ({result.run.cfg.modality}) to {result.path} [{args.format}]: "
+          + ", ".join(result.files))
+    if args.push_to_hub:
+        try:
+            url = push_to_hub(result.path, args.push_to_hub, args.private)
+        except Exception as e:  # network, auth, permissions: the export itself is complete
+            print(f"av-cli export: upload to {args.push_to_hub} failed: {e}", file=sys.stderr)
+            return 3
+        print(f"uploaded to {url}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""av-cli export: self-contained pickle-free folders that decode exactly like the run, safe destinations."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcessor, join_char_level, recognize
+from av_train.config import from_dict
+from av_train.data.dataset import load_audio
+from av_train.evaluation.decoding import decode_runs
+from av_train.evaluation.loading import load_run
+from av_train.export import ExportError, export_hf
+from av_train.export.cli import main as export_main
+from av_train.model_factory import build_model
+from uaspeech_prep.video_io import read_frames
+
+
+def make_run(tree, model_dir, out, seed=1, **kw):
+    base = {"uaspeech_root": str(tree), "model_name": str(model_dir), "local_model_only": True,
+            "output_root": str(out), "train_name": "t", "train_id": f"run_{seed}", "batch_size": 8,
+            "num_workers": 0, "progress_bar": False, "max_new_tokens": 6, "microphones": ["M5"]}
+    cfg = from_dict({**base, **kw})
+    model, *_ = build_model(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            scale = max(float(p.std()), 0.02) if p.numel() > 1 else 0.02
+            p.add_(0.5 * scale * torch.randn(p.shape, generator=g))
+    cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(cfg.checkpoint_dir / "config.yaml")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
+               cfg.checkpoint_dir / "best.ckpt")
+    metrics = {"total": {"wer": 0.25, "cer": 0.1, "wsr": 0.75, "n": 8},
+               "per_level": {"very_low": {"wer": 0.5, "cer": 0.2, "wsr": 0.5, "n": 4},
+                             "high": {"wer": 0.0, "cer": 0.0, "wsr": 1.0, "n": 4}}}
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.results_dir / "metrics.json").write_text(json.dumps(metrics))
+    return cfg
+
+
+@pytest.fixture
+def no_pickle(monkeypatch):
+    def refuse(*a, **k):
+        raise AssertionError("torch.load (pickle) must not be used to load an export")
+
+    monkeypatch.setattr(torch, "load", refuse)
+
+
+@pytest.mark.parametrize("modality", ["audio", "audio_visual", "video"])
+def test_export_decodes_exactly_like_the_run(prepared_tree, tiny_whisper_dir, tmp_path, modality, monkeypatch):
+    kw = {"modality": modality, "resnet_width": 4}
+    if modality != "audio":
+        kw["gate_init"] = 0.5
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, **kw)
+    out = tmp_path / "exported"
+    res = export_hf(cfg.checkpoint_dir, out)
+    names = set(res.files)
+    assert {"config.json", "whisper_config.json", "model.safetensors", "processor_config.json", "tokenizer.json",
+            "training_config.yaml", "metrics.json", "README.md", "export.json"} <= names
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl", ".ckpt"))]
+    assert not list(tmp_path.glob(".exported*"))  # no staging left behind
+    assert yaml.safe_load((out / "training_config.yaml").read_text())["modality"] == modality
+
+    run = load_run(cfg.checkpoint_dir / "best.ckpt", device="cpu")
+    preds = decode_runs([run], "B2", batch_size=1, progress=False)
+    with monkeypatch.context() as m:  # the export loads without pickle
+        m.setattr(torch, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("pickle")))
+        model = AVWhisperForConditionalGeneration.from_pretrained(out)
+        processor = AVWhisperProcessor.from_pretrained(out)
+    assert processor.modality == modality
+    from av_train.data.manifest import load_samples
+
+    samples, _ = load_samples(prepared_tree, "test", ["M5"], need_video=modality != "audio")
+    by_id = {p.utt_id: p for p in preds}
+    for s in samples:
+        audio = load_audio(s.audio) if modality != "video" else None
+        video = np.stack(read_frames(s.roi, gray=True)) if modality != "audio" else None
+        [r] = recognize(model, processor, audio=audio, video=video)
+        # the run's prediction is character-level text ("t h r e e"); the processor joins it into words
+        assert r.text == join_char_level(by_id[s.utt_id].hypothesis)
+
+
+def test_closed_vocabulary_and_model_card(prepared_tree, tiny_whisper_dir, tmp_path):
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio_visual", resnet_width=4)
+    words = tmp_path / "words.txt"
+    words.write_text("# my words\nzero\none\n\ntwo\nthree\nzero\n")
+    out = tmp_path / "closed"
+    assert export_main([str(cfg.checkpoint_dir / "best.ckpt"), str(out), "--decode-vocabulary", str(words)]) == 0
+    assert (out / "vocabulary.txt").read_text().split() == ["zero", "one", "two", "three"]
+    model = AVWhisperForConditionalGeneration.from_pretrained(out)
+    proc = AVWhisperProcessor.from_pretrained(out)
+    rng = np.random.default_rng(0)
+    [r] = recognize(model, proc, audio=rng.normal(0, 0.1, 8000).astype(np.float32),
+                    video=rng.integers(0, 256, (12, 96, 96), dtype=np.uint8), top_k=4)
+    assert r.text in {"zero", "one", "two", "three"}
+    assert sorted(w for w, _ in r.top_k) == ["one", "three", "two", "zero"]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\n")
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["license"] == "mit" and meta["library_name"] == "av-fusion-models"
+    assert "| very_low | 50.0 | 20.0 | 50.0 | 4 |" in card and "| **total** | 25.0 |" in card
+    assert "closed vocabulary of 4 words" in card
+    assert "synthetic" not in card.lower().split("## intended use")[0]  # a real (test) tree, not the synthetic one
+
+
+def test_destination_safety(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio")
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "chapter1.tex").write_text("precious")
+    with pytest.raises(ExportError, match="not an earlier export"):
+        export_hf(cfg.checkpoint_dir, thesis, overwrite=True)
+    assert (thesis / "chapter1.tex").read_text() == "precious" and len(list(thesis.iterdir())) == 1
+    out = tmp_path / "model"
+    export_hf(cfg.checkpoint_dir, out)
+    assert export_main([str(cfg.checkpoint_dir), str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    before = (out / "export.json").read_text()
+    assert export_main([str(cfg.checkpoint_dir), str(out), "--overwrite"]) == 0
+    assert json.loads((out / "export.json").read_text())["exported"] >= json.loads(before)["exported"]
+    capsys.readouterr()
+    # clear one-line errors
+    assert export_main([str(tmp_path / "nope"), str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such checkpoint" in err
+    assert export_main([str(cfg.checkpoint_dir), str(tmp_path / "y"), "--decode-vocabulary", "missing.txt"]) == 2
+    assert "no such file" in capsys.readouterr().err
+    assert not (tmp_path / "y").exists()
+
+
+def test_ct2_refuses_video_runs(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio_visual", resnet_width=4)
+    assert export_main([str(cfg.checkpoint_dir), str(tmp_path / "c"), "--format", "ct2"]) == 2
+    assert "no video path" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_push_to_hub_uses_huggingface_hub(prepared_tree, tiny_whisper_dir, tmp_path, monkeypatch):
+    import huggingface_hub
+
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo, **kw):
+            calls.append(("create", repo, kw))
+
+        def upload_folder(self, **kw):
+            calls.append(("upload", kw["repo_id"], sorted(p.name for p in __import__("pathlib").Path(kw["folder_path"]).iterdir())))
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio")
+    assert export_main([str(cfg.checkpoint_dir), str(tmp_path / "m"), "--push-to-hub", "me/dysarthric", "--private"]) == 0
+    assert calls[0] == ("create", "me/dysarthric", {"repo_type": "model", "private": True, "exist_ok": True})
+    assert calls[1][1] == "me/dysarthric" and "model.safetensors" in calls[1][2]
