@@ -80,3 +80,38 @@ def write_prepared_tree(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session")
 def prepared_tree(tmp_path_factory) -> Path:
     return write_prepared_tree(tmp_path_factory.mktemp("prepared"))
+
+
+def _make_run(tree, model_dir, out, seed=1, **kw):
+    """A finished av-train run on disk: config.yaml, a best.ckpt of randomly perturbed weights, metrics.json."""
+    import torch
+
+    from av_train.config import from_dict
+    from av_train.model_factory import build_model
+
+    base = {"uaspeech_root": str(tree), "model_name": str(model_dir), "local_model_only": True,
+            "output_root": str(out), "train_name": "t", "train_id": f"run_{seed}", "batch_size": 8,
+            "num_workers": 0, "progress_bar": False, "max_new_tokens": 6, "microphones": ["M5"]}
+    cfg = from_dict({**base, **kw})
+    model, *_ = build_model(cfg)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            scale = max(float(p.std()), 0.02) if p.numel() > 1 else 0.02
+            p.add_(0.5 * scale * torch.randn(p.shape, generator=g))
+    cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    cfg.save(cfg.checkpoint_dir / "config.yaml")
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
+               cfg.checkpoint_dir / "best.ckpt")
+    metrics = {"total": {"wer": 0.25, "cer": 0.1, "wsr": 0.75, "n": 8},
+               "per_level": {"very_low": {"wer": 0.5, "cer": 0.2, "wsr": 0.5, "n": 4},
+                             "high": {"wer": 0.0, "cer": 0.0, "wsr": 1.0, "n": 4}}}
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    (cfg.results_dir / "metrics.json").write_text(json.dumps(metrics))
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def make_run():
+    """make_run(tree, whisper_dir, output_root, seed=1, **config) -> the run's TrainingConfig."""
+    return _make_run

@@ -10,37 +10,12 @@ import torch
 import yaml
 
 from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcessor, join_char_level, recognize
-from av_train.config import from_dict
 from av_train.data.dataset import load_audio
 from av_train.evaluation.decoding import decode_runs
 from av_train.evaluation.loading import load_run
 from av_train.export import ExportError, export_hf
 from av_train.export.cli import main as export_main
-from av_train.model_factory import build_model
 from uaspeech_prep.video_io import read_frames
-
-
-def make_run(tree, model_dir, out, seed=1, **kw):
-    base = {"uaspeech_root": str(tree), "model_name": str(model_dir), "local_model_only": True,
-            "output_root": str(out), "train_name": "t", "train_id": f"run_{seed}", "batch_size": 8,
-            "num_workers": 0, "progress_bar": False, "max_new_tokens": 6, "microphones": ["M5"]}
-    cfg = from_dict({**base, **kw})
-    model, *_ = build_model(cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            scale = max(float(p.std()), 0.02) if p.numel() > 1 else 0.02
-            p.add_(0.5 * scale * torch.randn(p.shape, generator=g))
-    cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(cfg.checkpoint_dir / "config.yaml")
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
-               cfg.checkpoint_dir / "best.ckpt")
-    metrics = {"total": {"wer": 0.25, "cer": 0.1, "wsr": 0.75, "n": 8},
-               "per_level": {"very_low": {"wer": 0.5, "cer": 0.2, "wsr": 0.5, "n": 4},
-                             "high": {"wer": 0.0, "cer": 0.0, "wsr": 1.0, "n": 4}}}
-    cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    (cfg.results_dir / "metrics.json").write_text(json.dumps(metrics))
-    return cfg
 
 
 @pytest.fixture
@@ -52,7 +27,7 @@ def no_pickle(monkeypatch):
 
 
 @pytest.mark.parametrize("modality", ["audio", "audio_visual", "video"])
-def test_export_decodes_exactly_like_the_run(prepared_tree, tiny_whisper_dir, tmp_path, modality, monkeypatch):
+def test_export_decodes_exactly_like_the_run(make_run, prepared_tree, tiny_whisper_dir, tmp_path, modality, monkeypatch):
     kw = {"modality": modality, "resnet_width": 4}
     if modality != "audio":
         kw["gate_init"] = 0.5
@@ -85,7 +60,7 @@ def test_export_decodes_exactly_like_the_run(prepared_tree, tiny_whisper_dir, tm
         assert r.text == join_char_level(by_id[s.utt_id].hypothesis)
 
 
-def test_closed_vocabulary_and_model_card(prepared_tree, tiny_whisper_dir, tmp_path):
+def test_closed_vocabulary_and_model_card(make_run, prepared_tree, tiny_whisper_dir, tmp_path):
     cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio_visual", resnet_width=4)
     words = tmp_path / "words.txt"
     words.write_text("# my words\nzero\none\n\ntwo\nthree\nzero\n")
@@ -108,7 +83,7 @@ def test_closed_vocabulary_and_model_card(prepared_tree, tiny_whisper_dir, tmp_p
     assert "synthetic" not in card.lower().split("## intended use")[0]  # a real (test) tree, not the synthetic one
 
 
-def test_destination_safety(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
+def test_destination_safety(make_run, prepared_tree, tiny_whisper_dir, tmp_path, capsys):
     cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio")
     thesis = tmp_path / "thesis"
     thesis.mkdir()
@@ -133,14 +108,14 @@ def test_destination_safety(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
     assert not (tmp_path / "y").exists()
 
 
-def test_ct2_refuses_video_runs(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
+def test_ct2_refuses_video_runs(make_run, prepared_tree, tiny_whisper_dir, tmp_path, capsys):
     cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, modality="audio_visual", resnet_width=4)
     assert export_main([str(cfg.checkpoint_dir), str(tmp_path / "c"), "--format", "ct2"]) == 2
     assert "no video path" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
 
 
-def test_push_to_hub_uses_huggingface_hub(prepared_tree, tiny_whisper_dir, tmp_path, monkeypatch):
+def test_push_to_hub_uses_huggingface_hub(make_run, prepared_tree, tiny_whisper_dir, tmp_path, monkeypatch):
     import huggingface_hub
 
     calls = []

@@ -1,0 +1,331 @@
+"""``av-cli transcribe MODEL FILE...``: recognise a user's own recordings with a trained model.
+
+MODEL is an exported folder (``av-cli export``), a run folder or a ``.ckpt``. Each FILE is a video with
+sound (its audio track, and for models that read the lips, the mouth cut from the face with
+uaspeech-prep's own ROI code: the same crop as training), an audio file, a mouth-cropped video
+(``--roi-input``), or a CSV / TSV list with ``audio`` and ``video`` columns (either may be empty).
+
+One JSON line (or CSV row) per input: input, text, top-k words with log-probabilities under a closed
+vocabulary, route probabilities for router models, seconds, error. A file that fails (unreadable, no
+audio track, no face, longer than 30 s) is reported by name and the others go on; the exit code is 1
+when any failed. The output file is written whole at the end (temporary file, then rename).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcessor, InputError, recognize_inputs
+from av_fusion_models.processing_av_whisper import PROCESSOR_CONFIG_NAME
+from av_train.inference.media import MediaError, is_video, read_audio, read_frames
+
+LEVEL_NAMES = ("very_low", "low", "mid", "high")
+
+
+@dataclass
+class Item:
+    """One input: an audio and / or a video file."""
+
+    name: str
+    audio: Path | None = None
+    video: Path | None = None
+
+
+@dataclass
+class Outcome:
+    item: Item
+    text: str | None = None
+    top_k: list = field(default_factory=list)
+    route_probs: dict | None = None
+    seconds: float = 0.0
+    error: str | None = None
+    used: str | None = None  # the modalities the model got: audio, video or audio+video
+
+    def to_dict(self) -> dict:
+        return {"input": self.item.name, "audio": None if self.item.audio is None else str(self.item.audio),
+                "video": None if self.item.video is None else str(self.item.video), "text": self.text,
+                "top_k": [[w, round(lp, 4)] for w, lp in self.top_k], "route_probs": self.route_probs,
+                "used": self.used, "seconds": round(self.seconds, 4), "error": self.error}
+
+
+class TranscribeError(RuntimeError):
+    """A problem with the command itself (model, list file, output), not with one input."""
+
+
+# ----------------------------------------------------------------------------------------- inputs
+def read_list(path: Path) -> list[Item]:
+    """A CSV / TSV with ``audio`` and ``video`` columns (and optionally ``id``); paths relative to the list."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as e:
+        raise TranscribeError(f"{path}: cannot read the list ({e})") from None
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+    if "audio" not in cols and "video" not in cols:
+        raise TranscribeError(f"{path}: a list needs an 'audio' and/or a 'video' column (header row), "
+                              f"found {reader.fieldnames}")
+    items = []
+    for lineno, row in enumerate(reader, 2):
+        def cell(name: str) -> Path | None:
+            v = (row.get(cols[name]) or "").strip() if name in cols else ""
+            return None if not v else (Path(v) if Path(v).is_absolute() else path.parent / v)
+
+        audio, video = cell("audio"), cell("video")
+        if audio is None and video is None:
+            raise TranscribeError(f"{path}:{lineno}: both audio and video are empty")
+        ident = (row.get(cols["id"]) or "").strip() if "id" in cols else ""
+        items.append(Item(ident or f"{path.name}:{lineno}", audio, video))
+    if not items:
+        raise TranscribeError(f"{path}: the list has no rows")
+    return items
+
+
+def expand_inputs(files: list[str]) -> list[Item]:
+    items: list[Item] = []
+    for f in files:
+        p = Path(f)
+        if p.suffix.lower() in (".csv", ".tsv") and p.is_file():
+            items += read_list(p)
+        elif is_video(p):
+            items.append(Item(str(p), None, p))
+        else:
+            items.append(Item(str(p), p, None))
+    return items
+
+
+# ------------------------------------------------------------------------------------------ model
+def load_model(source: str | Path, device: str) -> tuple[AVWhisperForConditionalGeneration, AVWhisperProcessor]:
+    """An exported folder (pickle-free), or a run folder / .ckpt (read with torch.load(weights_only=True))."""
+    source = Path(source)
+    if source.is_dir() and (source / PROCESSOR_CONFIG_NAME).is_file():
+        return (AVWhisperForConditionalGeneration.from_pretrained(source, device=device),
+                AVWhisperProcessor.from_pretrained(source))
+    if not source.exists():
+        raise TranscribeError(f"{source}: no such model (pass an exported folder, a run folder or a .ckpt)")
+    from av_train.evaluation.loading import load_run
+    from av_train.export.hf import build_processor, resolve_checkpoint
+
+    run = load_run(resolve_checkpoint(source), device=device)
+    return run.model, build_processor(run)
+
+
+# ------------------------------------------------------------------------------------------ media
+class MouthFinder:
+    """Face video -> 96 x 96 grey mouth crops at 25 fps, with uaspeech-prep's ROI code (as in prepare)."""
+
+    def __init__(self, roi_input: bool):
+        self.roi_input = roi_input
+        self._tracker = None
+
+    def __call__(self, path: Path, fps_out: float) -> np.ndarray:
+        import cv2
+
+        from uaspeech_prep.roi import RoiError, RoiParams, extract_roi, output_indices, shared_tracker
+
+        frames, fps = read_frames(path)
+        if self.roi_input:  # already mouth crops: grey, resampled in time to the model's rate
+            idx = output_indices(len(frames), fps, fps_out)
+            return np.stack([cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY) for i in idx])
+        if self._tracker is None:
+            self._tracker = shared_tracker()
+        try:
+            roi = extract_roi(frames, fps, self._tracker, RoiParams(out_fps=fps_out))
+        except RoiError as e:
+            raise MediaError(f"{path}: no face found ({e}); film the speaker's face from the front, or pass "
+                             "--allow-audio-only to recognise from the sound alone") from None
+        min_ratio = RoiParams().min_detect_ratio
+        if roi.detect_ratio < min_ratio:
+            raise MediaError(f"{path}: a face was found in only {100 * roi.detect_ratio:.0f} % of the frames; "
+                             "film the speaker's face from the front, or pass --allow-audio-only")
+        return np.stack(roi.frames)
+
+
+def load_inputs(item: Item, processor: AVWhisperProcessor, mouths: MouthFinder, allow_audio_only: bool):
+    """(audio or None, sampling rate, mouth frames or None, what the model will use) for one input."""
+    audio = rate = mouth = None
+    wants_audio, wants_video = processor.uses_audio, processor.uses_video
+    if wants_audio:
+        src = item.audio or item.video
+        if src is None:
+            raise MediaError(f"{item.name}: this model listens, but the input has no audio")
+        a = read_audio(src)
+        audio, rate = a.samples, a.rate
+    if wants_video:
+        if item.video is None:
+            if not (allow_audio_only and wants_audio):
+                raise MediaError(f"{item.name}: this model reads the lips, but the input has no video"
+                                 + ("; pass --allow-audio-only to use the sound alone" if wants_audio else ""))
+        else:
+            try:
+                mouth = mouths(item.video, processor.video_fps)
+            except MediaError:
+                if not (allow_audio_only and wants_audio):
+                    raise
+    used = "+".join(m for m, x in (("audio", audio), ("video", mouth)) if x is not None)
+    return audio, rate, mouth, used
+
+
+# ------------------------------------------------------------------------------------------ run
+def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: int = 5, num_beams: int | None = None,
+               batch_size: int = 1, allow_audio_only: bool = False, roi_input: bool = False, level: str | None = None,
+               progress: bool = True) -> list[Outcome]:
+    """Recognise every item; failures are recorded per item (``Outcome.error``), never raised."""
+    from tqdm.auto import tqdm
+
+    mouths = MouthFinder(roi_input)
+    audio_only = processor.with_vocabulary(processor.vocabulary)
+    audio_only.modality = "audio"  # the same processor without the lips (for --allow-audio-only)
+    levels = None if level is None else torch.tensor([LEVEL_NAMES.index(level)])
+    outcomes: list[Outcome] = []
+    # (outcome, its own processed inputs, its raw inputs, processor, seconds spent reading it)
+    pending: list[tuple[Outcome, dict, tuple, AVWhisperProcessor, float]] = []
+
+    def flush() -> None:
+        # inputs that use the same modalities go through the model together
+        groups: dict[str, list] = {}
+        for entry in pending:
+            groups.setdefault(entry[0].used, []).append(entry)
+        for group in groups.values():
+            proc = group[0][3]
+            t0 = time.perf_counter()
+            if len(group) == 1:
+                batch = dict(group[0][1])
+            else:  # the processor pads the batch exactly as validation's collator does
+                raws = [g[2] for g in group]
+                batch = proc(audio=[r[0] for r in raws] if proc.uses_audio else None,
+                             video=[r[2] for r in raws] if proc.uses_video else None,
+                             sampling_rate=[r[1] or 16000 for r in raws])
+            if levels is not None:
+                batch["levels"] = levels.repeat(len(group))
+            try:
+                results = recognize_inputs(model, proc, batch, top_k=top_k, num_beams=num_beams)
+            except (InputError, ValueError, RuntimeError) as e:
+                for out, *_ in group:
+                    out.error = f"{out.item.name}: the model failed on this input ({e})"
+                continue
+            share = (time.perf_counter() - t0) / len(group)
+            for (out, _, _, _, t_media), r in zip(group, results):
+                out.text, out.top_k, out.route_probs = r.text, r.top_k, r.route_probs
+                out.seconds = t_media + share
+        pending.clear()
+
+    for item in tqdm(items, desc="transcribing", unit="file", disable=not progress, file=sys.stderr):
+        out = Outcome(item)
+        outcomes.append(out)
+        t0 = time.perf_counter()
+        try:
+            audio, rate, mouth, used = load_inputs(item, processor, mouths, allow_audio_only)
+            proc = processor if (mouth is not None or not processor.uses_video) else audio_only
+            feats = proc(audio=audio, video=mouth, sampling_rate=rate or 16000)
+        except (MediaError, InputError) as e:
+            msg = str(e)
+            out.error = msg if item.name in msg or (item.video and str(item.video) in msg) \
+                or (item.audio and str(item.audio) in msg) else f"{item.name}: {msg}"
+            continue
+        out.used = used
+        pending.append((out, feats, (audio, rate, mouth), proc, time.perf_counter() - t0))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    return outcomes
+
+
+# ----------------------------------------------------------------------------------------- output
+def render(outcomes: list[Outcome], fmt: str) -> str:
+    rows = [o.to_dict() for o in outcomes]
+    if fmt == "jsonl":
+        return "".join(json.dumps(r) + "\n" for r in rows)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v) for k, v in r.items()})
+    return buf.getvalue()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="av-cli transcribe", description=__doc__.split("\n\n")[0])
+    p.add_argument("model", help="exported model folder (av-cli export), run folder or .ckpt")
+    p.add_argument("files", nargs="+", help="videos with sound, audio files, mouth-crop videos (--roi-input) "
+                                            "or CSV / TSV lists with audio and video columns")
+    p.add_argument("--output", help="write results to this .jsonl or .csv (default: JSON lines on stdout)")
+    p.add_argument("--vocabulary", default=None, metavar="open|uaspeech|FILE",
+                   help="closed vocabulary to decode (default: the model's own; 'open' for free text)")
+    p.add_argument("--top-k", type=int, default=5, help="words with log-probabilities under a closed vocabulary")
+    p.add_argument("--beam", type=int, default=None, help="beam size (default: the model's own)")
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="inputs per model call (default 1: each result is independent of the others)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--roi-input", action="store_true", help="the videos are already 96 x 96 mouth crops")
+    p.add_argument("--allow-audio-only", action="store_true",
+                   help="audio-visual models: use the sound alone when a file has no face or no video")
+    p.add_argument("--level", choices=LEVEL_NAMES, default=None,
+                   help="the speaker's intelligibility level (only for routers trained with routing_use_level)")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    from av_train.checkpoints import CheckpointError
+    from av_train.config import ConfigError
+    from av_train.export.hf import ExportError
+    from av_train.model_factory import ModelLoadError
+    from av_train.vocabulary import decode_words
+
+    args = build_parser().parse_args(argv)
+    fmt = None
+    if args.output:
+        fmt = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}.get(Path(args.output).suffix.lower())
+        if fmt is None:
+            print(f"av-cli transcribe: --output {args.output}: use a .jsonl or .csv file name", file=sys.stderr)
+            return 2
+    if args.beam is not None and args.beam < 1 or args.batch_size < 1 or args.top_k < 0:
+        print("av-cli transcribe: --beam and --batch-size must be >= 1, --top-k >= 0", file=sys.stderr)
+        return 2
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print("av-cli transcribe: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
+        return 2
+    try:
+        items = expand_inputs(args.files)
+        import contextlib
+
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the results alone
+            model, processor = load_model(args.model, device)
+        if args.vocabulary is not None:
+            processor = processor.with_vocabulary(decode_words(args.vocabulary))
+        if model.config.routing_use_level and args.level is None:
+            raise TranscribeError(f"{args.model} routes with the speaker's level: pass --level very_low|low|mid|high")
+    except (TranscribeError, ConfigError, ExportError, CheckpointError, ModelLoadError, FileNotFoundError,
+            ValueError) as e:
+        print(f"av-cli transcribe: {e}", file=sys.stderr)
+        return 2
+    outcomes = transcribe(model, processor, items, args.top_k, args.beam, args.batch_size, args.allow_audio_only,
+                          args.roi_input, args.level, progress=not args.no_progress)
+    failed = [o for o in outcomes if o.error]
+    for o in failed:
+        print(f"av-cli transcribe: {o.error}", file=sys.stderr)
+    text = render(outcomes, fmt or "jsonl")
+    if args.output:
+        from av_eval.predictions import atomic_write_text
+
+        atomic_write_text(args.output, text)
+        print(f"{len(outcomes) - len(failed)} of {len(outcomes)} inputs recognised -> {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""av-cli transcribe: a face video with sound, audio files, mouth crops and lists; per-file failures by name."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from av_fusion_models import recognize
+from av_train.export import export_hf
+from av_train.inference.media import read_audio, read_frames, write_video_with_audio
+from av_train.inference.transcribe import load_model
+from av_train.inference.transcribe import main as transcribe_main
+from uaspeech_prep.synth.face import Face
+from uaspeech_prep.synth.visemes import VISEMES
+from uaspeech_prep.video_io import write_video
+
+
+WORDS = ["zero", "one", "two", "three"]
+
+
+def tone(seconds: float, hz: float = 300.0, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(rate * seconds)) / rate
+    return (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    """A talking face with sound, a video without a face, a silent face video, a wav, a long wav, junk."""
+    d = tmp_path_factory.mktemp("media")
+    face = Face()
+    rng = np.random.default_rng(0)
+    shapes = [VISEMES[n].as_array() for n in ("rest", "open", "open", "close_round", "rest")]
+    frames = [face.render(shapes[(i // 6) % len(shapes)], rng=rng) for i in range(30)]  # 1 s at 30 fps, RGB
+    write_video_with_audio(d / "face.mp4", frames, 30.0, tone(1.0), 16000)
+    blank = [np.full((200, 200, 3), 90, np.uint8) for _ in range(30)]
+    write_video_with_audio(d / "noface.mp4", blank, 30.0, tone(1.0, 400), 16000)
+    write_video(d / "silent_face.mp4", [f[..., ::-1] for f in frames], 30.0)  # (BGR for OpenCV)
+    sf.write(d / "word.wav", np.stack([tone(0.8, 250), tone(0.8, 250)], axis=1), 22050)  # stereo, 22.05 kHz
+    sf.write(d / "long.wav", tone(31.0), 16000)
+    (d / "junk.mp4").write_bytes(b"this is not a video")
+    return d
+
+
+@pytest.fixture(scope="module")
+def models(make_run, prepared_tree, tiny_whisper_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    words = out / "words.txt"
+    words.write_text("\n".join(WORDS) + "\n")
+    made = {}
+    for modality in ("audio", "audio_visual", "video"):
+        cfg = make_run(prepared_tree, tiny_whisper_dir, out, seed=3, train_id=modality, modality=modality,
+                       resnet_width=4, decode_vocabulary=str(words), **({} if modality == "audio" else {"gate_init": 0.5}))
+        made[modality] = export_hf(cfg.checkpoint_dir, out / f"export_{modality}").path
+        made[modality + "_run"] = cfg.checkpoint_dir
+    return made
+
+
+def run_cli(args, capsys):
+    rc = transcribe_main([*map(str, args), "--no-progress"])
+    cap = capsys.readouterr()
+    lines = [json.loads(x) for x in cap.out.splitlines() if x.strip()]
+    return rc, lines, cap.err
+
+
+def test_face_video_with_sound_equals_the_library_call(models, media, capsys):
+    rc, [row], err = run_cli([models["audio_visual"], media / "face.mp4", "--top-k", "3"], capsys)
+    assert rc == 0, err
+    assert row["error"] is None and row["used"] == "audio+video" and row["text"] in WORDS
+    assert len(row["top_k"]) == 3 and row["top_k"][0][1] >= row["top_k"][2][1]
+    # the same through the library: PyAV audio track + uaspeech-prep's ROI of the face
+    from uaspeech_prep.roi import RoiParams, extract_roi, shared_tracker
+
+    model, proc = load_model(models["audio_visual"], "cpu")
+    frames, fps = read_frames(media / "face.mp4")
+    roi = extract_roi(frames, fps, shared_tracker(), RoiParams(out_fps=25.0))
+    assert len(roi.frames) == 25
+    audio = read_audio(media / "face.mp4")
+    [r] = recognize(model, proc, audio=audio.samples, video=np.stack(roi.frames), sampling_rate=audio.rate, top_k=3)
+    assert r.text == row["text"]
+    assert [w for w, _ in r.top_k] == [w for w, _ in row["top_k"]]
+
+
+def test_every_modality_and_input_kind(models, media, tmp_path, capsys):
+    # audio-only model: the audio track of a video, and a stereo 22.05 kHz wav
+    rc, rows, _ = run_cli([models["audio"], media / "face.mp4", media / "word.wav"], capsys)
+    assert rc == 0 and [r["used"] for r in rows] == ["audio", "audio"] and all(r["text"] in WORDS for r in rows)
+    # lip reader: a video without sound is enough; the run folder works as MODEL too
+    rc, rows, _ = run_cli([models["video_run"], media / "silent_face.mp4"], capsys)
+    assert rc == 0 and rows[0]["used"] == "video" and rows[0]["text"] in WORDS
+    # a pair list: audio + mouth crops already cut (--roi-input)
+    from uaspeech_prep.roi import RoiParams, extract_roi, shared_tracker
+
+    frames, fps = read_frames(media / "face.mp4")
+    roi = extract_roi(frames, fps, shared_tracker(), RoiParams(out_fps=25.0))
+    write_video(tmp_path / "mouth.mp4", roi.frames, 25.0)
+    (tmp_path / "pairs.tsv").write_text(f"id\taudio\tvideo\npair1\t{media / 'word.wav'}\tmouth.mp4\n")
+    rc, [row], _ = run_cli([models["audio_visual"], tmp_path / "pairs.tsv", "--roi-input"], capsys)
+    assert rc == 0 and row["input"] == "pair1" and row["used"] == "audio+video"
+    assert row["video"] == str(tmp_path / "mouth.mp4")
+
+
+def test_failures_are_named_and_the_rest_goes_on(models, media, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    files = [media / "noface.mp4", media / "junk.mp4", media / "word.wav", tmp_path / "missing.mp4",
+             media / "face.mp4"]
+    rc = transcribe_main([str(models["audio_visual"]), *map(str, files), "--output", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    lines = [x for x in err.splitlines() if x.startswith("av-cli transcribe:")]
+    assert len(lines) == 4  # one line per failed file, each naming it
+    assert "noface.mp4: no face found" in err and "--allow-audio-only" in err
+    assert "junk.mp4: not a readable media file" in err and "missing.mp4: no such file" in err
+    assert "word.wav: this model reads the lips, but the input has no video" in err
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert [r["error"] == "" for r in rows] == [False, False, False, False, True]
+    assert rows[-1]["text"] in WORDS and rows[-1]["used"] == "audio+video"
+    assert not list(tmp_path.glob(".results*"))  # written atomically
+    # --allow-audio-only: the face-less video is recognised from its sound
+    rc, [row], _ = run_cli([models["audio_visual"], media / "noface.mp4", "--allow-audio-only"], capsys)
+    assert rc == 0 and row["used"] == "audio" and row["text"] in WORDS
+    # too long for Whisper
+    rc, [row], _ = run_cli([models["audio"], media / "long.wav"], capsys)
+    assert rc == 1 and "long.wav" in row["error"] and "at most 30 s" in row["error"]
+    # a lip reader cannot fall back
+    rc, [row], _ = run_cli([models["video"], media / "word.wav"], capsys)
+    assert rc == 1 and "has no video" in row["error"]
+
+
+def test_command_errors_are_one_line(models, media, tmp_path, capsys):
+    rc, _, err = run_cli([tmp_path / "no_model", media / "word.wav"], capsys)
+    assert rc == 2 and "no such model" in err and err.count("\n") == 1
+    rc, _, err = run_cli([models["audio"], media / "word.wav", "--output", tmp_path / "x.txt"], capsys)
+    assert rc == 2 and ".jsonl or .csv" in err
+    rc, _, err = run_cli([models["audio"], media / "word.wav", "--vocabulary", tmp_path / "nope.txt"], capsys)
+    assert rc == 2 and "no such file" in err
+    (tmp_path / "bad.csv").write_text("path\nword.wav\n")
+    rc, _, err = run_cli([models["audio"], tmp_path / "bad.csv"], capsys)
+    assert rc == 2 and "'audio' and/or a 'video' column" in err
+    rc, [row], _ = run_cli([models["audio"], media / "word.wav", "--vocabulary", "open"], capsys)
+    assert rc == 0 and row["top_k"] == []  # open decoding: no closed-vocabulary ranking
