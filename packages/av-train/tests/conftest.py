@@ -82,8 +82,9 @@ def prepared_tree(tmp_path_factory) -> Path:
     return write_prepared_tree(tmp_path_factory.mktemp("prepared"))
 
 
-def _make_run(tree, model_dir, out, seed=1, **kw):
-    """A finished av-train run on disk: config.yaml, a best.ckpt of randomly perturbed weights, metrics.json."""
+def _make_run(tree, model_dir, out, seed=1, noise=0.5, **kw):
+    """A finished av-train run on disk: config.yaml, a best.ckpt of randomly perturbed weights (``noise`` x each
+    tensor's std), metrics.json."""
     import torch
 
     from av_train.config import from_dict
@@ -98,7 +99,7 @@ def _make_run(tree, model_dir, out, seed=1, **kw):
     with torch.no_grad():
         for p in model.parameters():
             scale = max(float(p.std()), 0.02) if p.numel() > 1 else 0.02
-            p.add_(0.5 * scale * torch.randn(p.shape, generator=g))
+            p.add_(noise * scale * torch.randn(p.shape, generator=g))
     cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(cfg.checkpoint_dir / "config.yaml")
     torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
@@ -113,5 +114,5 @@ def _make_run(tree, model_dir, out, seed=1, **kw):
 
 @pytest.fixture(scope="session")
 def make_run():
-    """make_run(tree, whisper_dir, output_root, seed=1, **config) -> the run's TrainingConfig."""
+    """make_run(tree, whisper_dir, output_root, seed=1, noise=0.5, **config) -> the run's TrainingConfig."""
     return _make_run
