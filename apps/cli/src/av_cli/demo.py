@@ -6,8 +6,10 @@
 4. fine-tune audio-only Whisper,
 5. train a lip reader (the audio-visual model that never hears the audio) from it,
 6. train the audio-visual model from the lip reader (video encoder and fusion blocks arrive trained),
-7. score all three on block B2, clean and under 0 dB babble noise, and print the per-level tables
-   and the gates of the audio-visual model.
+7. score all three on block B2, clean and under 0 dB babble noise, open and constrained to UASpeech's
+   closed vocabulary, and print the per-level tables and the gates of the audio-visual model,
+8. use the audio-visual model as a user would: export it (`av-cli export`) and transcribe three B2
+   recordings, each a face video with sound (`av-cli transcribe`).
 
 Every step is resumable: running the demo again reuses what is already complete.
 """
@@ -50,7 +52,7 @@ def run_demo(args: argparse.Namespace) -> int:
     model_dir = work / "models" / "whisper-tiny.en"
     timings: dict[str, float] = {}
 
-    t = _step(f"1/7 synthesizing the corpus ({args.size}) into {release}")
+    t = _step(f"1/8 synthesizing the corpus ({args.size}) into {release}")
     done_marker = work / f".synth_{args.size}_{args.seed}.done"
     if done_marker.is_file():
         print("already synthesized")
@@ -61,13 +63,13 @@ def run_demo(args: argparse.Namespace) -> int:
         atomic_write_text(done_marker, "ok\n")
     timings["synthesize"] = time.perf_counter() - t
 
-    t = _step(f"2/7 preparing clips and lip ROIs into {prepared}")
+    t = _step(f"2/8 preparing clips and lip ROIs into {prepared}")
     rc = prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--workers", str(args.workers)])
     if rc:
         return rc
     timings["prepare"] = time.perf_counter() - t
 
-    t = _step(f"3/7 converting the bundled Whisper tiny.en to {model_dir}")
+    t = _step(f"3/8 converting the bundled Whisper tiny.en to {model_dir}")
     if (model_dir / "config.json").is_file():
         print("already converted")
     else:
@@ -83,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
         "uaspeech_root": str(prepared), "model_name": str(model_dir), "local_model_only": True,
         "output_root": str(work), "seed": args.seed,
     }
-    t = _step("4/7 fine-tuning audio-only Whisper tiny.en")
+    t = _step("4/8 fine-tuning audio-only Whisper tiny.en")
     audio_over = dict(common)
     if args.audio_epochs is not None:
         audio_over["max_epochs"] = args.audio_epochs
@@ -92,7 +94,7 @@ def run_demo(args: argparse.Namespace) -> int:
     timings["train audio"] = time.perf_counter() - t
     audio_ckpt = str(audio_cfg.checkpoint_dir / "best.ckpt")
 
-    t = _step("5/7 training the lip reader (video only) from the audio-only checkpoint")
+    t = _step("5/8 training the lip reader (video only) from the audio-only checkpoint")
     lip_over = {**common, "pt_audio_ckpt": audio_ckpt}
     if args.lip_epochs is not None:
         lip_over["max_epochs"] = args.lip_epochs
@@ -100,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
     lip = run(lip_cfg)
     timings["train lip reading"] = time.perf_counter() - t
 
-    t = _step("6/7 training the audio-visual model from the lip reader")
+    t = _step("6/8 training the audio-visual model from the lip reader")
     av_over = {**common, "pt_audio_ckpt": audio_ckpt, "pt_video_ckpt": str(lip_cfg.checkpoint_dir / "best.ckpt")}
     if args.av_epochs is not None:
         av_over["max_epochs"] = args.av_epochs
@@ -111,10 +113,15 @@ def run_demo(args: argparse.Namespace) -> int:
     if audio.report is None or lip.report is None or av.report is None:
         print("no scores were produced (validation did not run)")
         return 1
-    t = _step(f"7/7 scoring under babble noise at {NOISY_SNR_DB:g} dB SNR")
+    t = _step(f"7/8 scoring under babble noise at {NOISY_SNR_DB:g} dB SNR")
     summary_dir = work / "results" / "demo"
     noisy = _babble_reports([audio, av], summary_dir / "noise")
-    timings["noise evaluation"] = time.perf_counter() - t
+    closed = _closed_vocabulary_reports([audio, av])
+    timings["noise and closed-vocabulary evaluation"] = time.perf_counter() - t
+
+    t = _step("8/8 exporting the audio-visual model and transcribing three B2 face videos with sound")
+    transcripts = _export_and_transcribe(av, prepared, work)
+    timings["export + transcribe"] = time.perf_counter() - t
 
     clean = {"audio": audio.report, "lip reading": lip.report, "audio-visual": av.report}
     noisy_reports = {"audio": noisy[0], "lip reading": lip.report, "audio-visual": noisy[1]}
@@ -131,6 +138,11 @@ def run_demo(args: argparse.Namespace) -> int:
         f"## Babble noise at {NOISY_SNR_DB:g} dB SNR (4 other B2 talkers; the lip reader hears nothing either way)\n",
         noisy_table,
         "Figures in percent; total is pooled over utterances, macro is the mean of the four levels.\n",
+        "## Open vs closed vocabulary (clean audio; closed: decoding constrained to the 449 words of UASpeech)\n",
+        comparison_table({"audio open": audio.report, "audio closed": closed[0], "audio-visual open": av.report,
+                          "audio-visual closed": closed[1]}, metrics=("wer",)),
+        "## Using the model: `av-cli export` then `av-cli transcribe` on face videos with sound\n",
+        transcripts,
         "## Gates of the audio-visual model (tanh g: the share of each fused branch that reaches Whisper)\n",
         gates,
         "| step | seconds |", "|---|---:|",
@@ -141,6 +153,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print("\nclean audio:\n" + table)
     print(f"babble noise at {NOISY_SNR_DB:g} dB:\n" + noisy_table)
     print("gates of the audio-visual model:\n" + gates)
+    print("transcribed with the exported model:\n" + transcripts)
     print(f"wall time: {wall / 60:.1f} min")
     print(f"summary: {summary}\nplots: {png} {noisy_png}")
     print(f"checkpoints: {audio.checkpoint_dir}, {lip.checkpoint_dir} and {av.checkpoint_dir}")
@@ -158,6 +171,77 @@ def _babble_reports(runs, output: Path):
 
     reports = evaluate_noise([r.best_checkpoint for r in runs], "babble", [NOISY_SNR_DB], output)["reports"]
     return [reports[r.checkpoint_dir.name][snr_label(NOISY_SNR_DB)] for r in runs]
+
+
+def _closed_vocabulary_reports(runs):
+    """Clean B2 reports of each run decoded under UASpeech's closed vocabulary."""
+    from av_eval import score_predictions
+    from av_train.evaluation.decoding import decode_runs
+    from av_train.evaluation.loading import load_run
+
+    reports = []
+    for r in runs:
+        run = load_run(r.best_checkpoint)
+        preds = decode_runs([run], "B2", decode_vocabulary="uaspeech", desc=f"{r.checkpoint_dir.name} closed")
+        reports.append(score_predictions(preds))
+    return reports
+
+
+# B2 recordings shown at the end: one speaker per level, one word each
+TRANSCRIBE_UTTERANCES = ("M12_B2_D3", "F04_B2_C5", "F05_B2_C10")
+
+
+def _export_and_transcribe(av, prepared: Path, work: Path) -> str:
+    """Export the AV run, make three face videos with sound from B2 clips + their recordings, transcribe them."""
+    import json
+
+    import cv2
+    import soundfile as sf
+
+    from av_train.export.cli import main as export_main
+    from av_train.inference.media import write_video_with_audio
+    from av_train.inference.transcribe import main as transcribe_main
+    from uaspeech_prep.video_io import probe, read_frames
+
+    model_dir = work / "models" / "demo_av"
+    # the corpus's closed vocabulary goes with the model: transcribe then ranks the words it may be
+    args = [str(av.best_checkpoint), str(model_dir), "--decode-vocabulary", "uaspeech"]
+    rc = export_main(args + (["--overwrite"] if (model_dir / "export.json").is_file() else []))
+    if rc:
+        raise RuntimeError(f"av-cli export of {av.best_checkpoint} failed")
+    records = {}
+    for line in (prepared / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
+        rec = json.loads(line)
+        if rec["block"] == "B2" and rec.get("clip"):
+            records.setdefault(rec["utt_id"], rec)
+    chosen = [records[u] for u in TRANSCRIBE_UTTERANCES if u in records]
+    if len(chosen) < 3:  # another corpus size: the first B2 utterance of three speakers
+        seen = {r["speaker"] for r in chosen}
+        for rec in records.values():
+            if len(chosen) == 3:
+                break
+            if rec["speaker"] not in seen:
+                chosen.append(rec)
+                seen.add(rec["speaker"])
+    videos, words = [], {}
+    for rec in chosen:
+        clip = prepared / rec["clip"]
+        audio, rate = sf.read(str(prepared / rec["audio"]["M5"]), dtype="float32")
+        frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_frames(clip)]
+        dst = work / "recordings" / f"{rec['utt_id']}.mp4"
+        if not dst.is_file():
+            write_video_with_audio(dst, frames, probe(clip).fps, audio, rate)
+        videos.append(dst)
+        words[str(dst)] = (rec["word"], rec["level"])
+    out = work / "results" / "demo" / "transcribe_demo_av.jsonl"
+    transcribe_main([str(model_dir), *map(str, videos), "--output", str(out), "--no-progress"])
+    lines = ["| recording | level | said | recognised | top 3 (log p) |", "|---|---|---|---|---|"]
+    for row in (json.loads(x) for x in out.read_text().splitlines()):
+        word, level = words[row["input"]]
+        top = ", ".join(f"{w} ({lp:.1f})" for w, lp in row["top_k"][:3]) or "-"
+        lines.append(f"| {Path(row['input']).name} | {level} | {word.lower()} | {row['text'] or row['error']} | {top} |")
+    lines.append(f"\nModel folder: {model_dir}; results: {out}")
+    return "\n".join(lines) + "\n"
 
 
 def gate_table(gates_json: Path) -> str:

@@ -35,9 +35,17 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"av-train: {e}", file=sys.stderr)
         return 2
+    from av_train.checkpoints import CheckpointError
+    from av_train.data.manifest import ManifestError
+    from av_train.model_factory import ModelLoadError
     from av_train.pipeline import main_train
 
-    result = main_train(cfg)
+    try:
+        result = main_train(cfg)
+    except (ConfigError, ManifestError, ModelLoadError, CheckpointError, FileNotFoundError) as e:
+        # a problem with the inputs the user named: one clear message, no traceback
+        print(f"av-train: {e}", file=sys.stderr)
+        return 2
     if result.report is not None:
         from av_eval.report import comparison_table
 

@@ -38,7 +38,8 @@ suggests the nearest valid key. The resolved config is saved as
 | `configs/av_decoder_ua.yaml` | audio-visual, fusion in the decoder, from `audio_ua` seed `{seed}` |
 | `configs/av_both_ua.yaml` | audio-visual, fusion in encoder and decoder, from `audio_ua` seed `{seed}` (step 2) |
 | `configs/av_soft_ua.yaml` | soft routing, router only, from `av_both_ua` seed `{seed}` (step 3) |
-| `configs/demo_audio.yaml`, `configs/demo_av.yaml` | the `av-cli demo` runs on the synthetic corpus (the demo sets the paths) |
+| `configs/demo_audio.yaml`, `configs/demo_lip.yaml`, `configs/demo_av.yaml` | the `av-cli demo` runs on the synthetic corpus (the demo sets the paths) |
+| `configs/av_both.yaml` | after the demo: `uv run av-cli train configs/av_both.yaml` trains fusion in encoder + decoder on demo_out/ |
 
 `uaspeech_root: data/UASpeech-prepared` in the UASpeech configs is a placeholder: point it at the
 prepared tree written by `av-cli prepare --source RELEASE --output DIR` (docs/LAYOUT.md section 2),

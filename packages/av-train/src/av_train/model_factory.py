@@ -20,8 +20,14 @@ class ModelLoadError(RuntimeError):
 
 def load_whisper(name: str, local_only: bool):
     """Whisper model + tokenizer from a hub name or a local folder."""
+    from pathlib import Path
+
     from transformers import AutoTokenizer, WhisperForConditionalGeneration
 
+    if local_only and not Path(name).is_dir() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
+        hint = ("run `av-cli demo` first (it writes demo_out/models/whisper-tiny.en)" if "demo_out" in name else
+                "convert or download a Whisper there (`av-cli import-ct2 SRC DST`, `av-cli download-model NAME`)")
+        raise ModelLoadError(f"model_name {name}: no such folder; {hint}, or set model_name to a Whisper folder")
     try:
         whisper = WhisperForConditionalGeneration.from_pretrained(name, local_files_only=local_only)
         tokenizer = AutoTokenizer.from_pretrained(name, local_files_only=local_only)

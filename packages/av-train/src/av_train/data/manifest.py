@@ -39,10 +39,9 @@ def read_manifest(root: str | Path) -> list[dict]:
     root = Path(root)
     path = root / "manifest.jsonl"
     if not path.is_file():
-        raise ManifestError(
-            f"no manifest at {path}: uaspeech_root must be a prepared tree. "
-            f"Run `uaspeech-prep prepare --source <release> --output {root}` first."
-        )
+        hint = ("`av-cli demo` (it synthesizes and prepares demo_out/corpus)" if "demo_out" in str(root) else
+                f"`uaspeech-prep prepare --source <release> --output {root}`")
+        raise ManifestError(f"no manifest at {path}: uaspeech_root must be a prepared tree. Run {hint} first.")
     records = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
