@@ -23,10 +23,31 @@ def load_checkpoint_safely(path: str | Path) -> dict:
     except pickle.UnpicklingError as e:
         raise CheckpointError(
             f"{path} holds objects other than tensors and plain containers, so it was not loaded "
-            f"(loading it could run code). Only load checkpoints you trust the origin of. Detail: {e}"
+            f"(loading it could run code). Only load checkpoints you trust the origin of. Detail: {_refusal(e)}"
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
         raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {e}") from None
+
+
+def _refusal(error: Exception) -> str:
+    """What torch refused (e.g. "Unsupported global: GLOBAL os.system"), without its advice to retry with
+    weights_only=False, which is exactly what must not be done with a stranger's file."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    keep = [ln for ln in lines if "unsupported global" in ln.lower() or "unsupported operand" in ln.lower()]
+    detail = keep[0] if keep else (lines[-1] if lines else type(error).__name__)
+    return detail.split("WeightsUnpickler error:")[-1].strip()
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise CheckpointError when ``path`` cannot be opened as a checkpoint (truncated by a full disk, or
+    a crash during a copy). Memory-maps the file: cheap even for large Whispers."""
+    path = Path(path)
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(f"{path} holds objects other than tensors ({_refusal(e)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} cannot be read (truncated or corrupt: {str(e).splitlines()[0][:200]})") from None
 
 
 def load_state_dict_safely(path: str | Path) -> dict[str, torch.Tensor]:

@@ -44,6 +44,9 @@ class TrainingConfig:
     """``common``: only the 155 words shared by all blocks (digits, letters, commands, common words).
     ``seen`` / ``unseen``: train on everything, test only on B2 words that do / do not occur in B1 or B3
     (the usual unseen-word evaluation; see docs/UASpeech.md)."""
+    allow_config_change: bool = False
+    """Continue a run whose folder holds checkpoints of another config (the keys are printed). Without it such a
+    training is refused: only epoch / step limits and logging settings may differ when resuming."""
     max_train_samples: int | None = None
     """Cap the training set (after shuffling with the seed); for quick experiments."""
 

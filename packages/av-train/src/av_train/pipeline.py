@@ -107,7 +107,10 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
         save_dir=str(Path(cfg.output_root) / "results"), name=cfg.train_name, version=cfg.train_id,
         default_hp_metric=False,
     )
+    from av_train.run_folder import AtomicCheckpointIO
+
     trainer = L.Trainer(
+        plugins=[AtomicCheckpointIO()],
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
         precision=resolve_precision(cfg.precision), max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches, gradient_clip_val=cfg.gradient_clip_val,
@@ -123,17 +126,33 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
 
 
 def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
-    """Train (or, with ``validate_model``, only validate) one run; resume from last.ckpt if present."""
+    """Train (or, with ``validate_model``, only validate) one run; resume from last.ckpt if present.
+
+    The run folder is locked for the whole run, and a folder holding another config's checkpoints is refused
+    (av_train.run_folder)."""
+    from av_train.run_folder import RunLock, check_reuse, remove_stale_temporaries, resumable_last
+
+    with RunLock(cfg.checkpoint_dir):
+        if not cfg.validate_model:  # validation reads best.ckpt and leaves the run as it is
+            check_reuse(cfg)
+        for stale in remove_stale_temporaries(cfg.checkpoint_dir):
+            print(f"removed {stale} (a checkpoint save that was killed)")
+        resume = None if cfg.validate_model else resumable_last(cfg)
+        return _run_locked(cfg, resume, extra_callbacks)
+
+
+def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list | None) -> RunResult:
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model, tokenizer, n_mels, new_names = build_model(cfg)
     targets = TargetEncoder(tokenizer, char_level=cfg.char_level)
     module = AVSRModule(model, targets, cfg, new_names)
     datamodule = UASpeechDataModule(cfg, targets, n_mels=n_mels)
     cfg.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    cfg.save(cfg.checkpoint_dir / "config.yaml")
+    trained = any((cfg.checkpoint_dir / n).is_file() for n in ("best.ckpt", "last.ckpt"))
+    if not (cfg.validate_model and trained):  # (check_reuse has passed: the saved config is this one)
+        cfg.save(cfg.checkpoint_dir / "config.yaml")
     trainer, ckpt_cb = build_trainer(cfg, extra_callbacks)
     best = cfg.checkpoint_dir / "best.ckpt"
-    last = cfg.checkpoint_dir / "last.ckpt"
 
     with warnings.catch_warnings():
         # Lightning suggests more workers on small machines; we chose the number in the config.
@@ -150,7 +169,6 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
                 print(f"validate_model: no checkpoint at {best}; validating the initial weights")
             trainer.validate(module, datamodule=datamodule, verbose=False)
         else:
-            resume = last if last.is_file() else None
             if resume:
                 print(f"resuming from {resume}")
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
