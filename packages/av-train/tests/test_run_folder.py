@@ -49,6 +49,10 @@ def test_differences_ignore_only_limits():
     a = {"max_epochs": 1, "learning_rate": 1e-3, "seed": 1, "progress_bar": True}
     b = {"max_epochs": 5, "learning_rate": 1e-3, "seed": 2, "progress_bar": False}
     assert config_differences(a, b) == ["seed: 1 -> 2"]
+    # an option added after the run was saved: absent there means its default
+    assert config_differences({"seed": 1}, {"seed": 1, "decode_vocabulary": "open"}) == []
+    assert config_differences({"seed": 1}, {"seed": 1, "decode_vocabulary": "uaspeech"}) == [
+        "decode_vocabulary: 'open' -> 'uaspeech'"]
 
 
 def test_a_live_run_locks_its_folder(trained, prepared_tree, tiny_whisper_dir):

@@ -39,13 +39,27 @@ def _is_rank_zero() -> bool:
     return all(int(os.environ.get(k, "0") or 0) == 0 for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
 
 
+def _defaults() -> dict:
+    import dataclasses
+
+    out = {}
+    for f in dataclasses.fields(TrainingConfig):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
-    """Keys whose values differ (ignoring RESUMABLE_KEYS), as 'key: saved -> current'."""
+    """Keys whose values differ (ignoring RESUMABLE_KEYS), as 'key: saved -> current'. A key the saved config
+    lacks (written before the option existed) counts as its default."""
+    defaults = _defaults()
     out = []
     for key in sorted(set(saved) | set(current)):
         if key in RESUMABLE_KEYS:
             continue
-        a, b = saved.get(key, "<absent>"), current.get(key, "<absent>")
+        a, b = saved.get(key, defaults.get(key, "<absent>")), current.get(key, defaults.get(key, "<absent>"))
         if a != b:
             out.append(f"{key}: {a!r} -> {b!r}")
     return out
