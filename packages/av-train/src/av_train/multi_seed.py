@@ -149,6 +149,10 @@ def run_seed_subprocess(
     else:
         rc = subprocess.run(cmd, env=env).returncode
     seconds = time.perf_counter() - t0
+    if rc in (143, -15):  # the seed was terminated (SIGTERM): the whole job is being stopped, not one seed failing
+        print(f"seed {seed_cfg.seed} ({seed_cfg.train_id}) was terminated; stopping. Run the same command again to "
+              "resume (finished seeds are kept).", file=sys.stderr, flush=True)
+        raise SystemExit(143)
     if rc != 0:
         where = f"; log: {log_file}" if log_file is not None else ""
         tail = ""

@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from av_eval import Report, write_predictions
 from av_eval.predictions import atomic_write_text
 from av_eval.report import write_report
-from av_train.checkpoints import load_state_dict_safely
+from av_train.checkpoints import load_checkpoint_safely, load_state_dict_safely
 from av_train.config import TrainingConfig
 from av_train.data.datamodule import UASpeechDataModule
 from av_train.data.targets import TargetEncoder
@@ -154,7 +154,7 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
     trainer, ckpt_cb = build_trainer(cfg, extra_callbacks)
     best = cfg.checkpoint_dir / "best.ckpt"
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _exit_143_on_sigterm(cfg):
         # Lightning suggests more workers on small machines; we chose the number in the config.
         warnings.filterwarnings("ignore", ".*does not have many workers.*")
         # config.yaml lives next to the checkpoints on purpose (docs/LAYOUT.md).
@@ -190,6 +190,39 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
         if cfg.per_speaker_metrics:
             print(per_speaker_table(report))
     return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)
+
+
+SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells and schedulers read as "terminated"
+
+
+class _exit_143_on_sigterm:
+    """Lightning turns SIGTERM (a scheduler's time limit, preemption, `docker stop`) into a SystemExit with code 0
+    at the next batch boundary: a terminated run would look successful. Say where it stopped, exit 143."""
+
+    def __init__(self, cfg: TrainingConfig):
+        self.cfg = cfg
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        if exc_type is None or not issubclass(exc_type, SIGTERMException):
+            return False
+        last = self.cfg.checkpoint_dir / "last.ckpt"
+        where = "no checkpoint yet"
+        if last.is_file():
+            try:
+                epoch = load_checkpoint_safely(last).get("epoch")
+                where = f"{last} holds the state after epoch {int(epoch) + 1}" if epoch is not None else str(last)
+            except Exception:  # a damaged file is reported on the rerun
+                where = str(last)
+        import sys
+
+        print(f"av-train: stopped by SIGTERM ({self.cfg.train_id}); {where}. Run the same command again to resume.",
+              file=sys.stderr, flush=True)
+        raise SystemExit(SIGTERM_EXIT)
 
 
 def per_speaker_table(report: Report) -> str:
