@@ -18,14 +18,6 @@ from av_train.export.cli import main as export_main
 from uaspeech_prep.video_io import read_frames
 
 
-@pytest.fixture
-def no_pickle(monkeypatch):
-    def refuse(*a, **k):
-        raise AssertionError("torch.load (pickle) must not be used to load an export")
-
-    monkeypatch.setattr(torch, "load", refuse)
-
-
 @pytest.mark.parametrize("modality", ["audio", "audio_visual", "video"])
 def test_export_decodes_exactly_like_the_run(make_run, prepared_tree, tiny_whisper_dir, tmp_path, modality, monkeypatch):
     kw = {"modality": modality, "resnet_width": 4}

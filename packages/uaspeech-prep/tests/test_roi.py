@@ -219,3 +219,12 @@ def test_roi_from_a_25fps_video_and_throughput(tracker, still_clip, tmp_path):
     info = probe(out)
     assert (info.width, info.height, info.frame_count, info.fps) == (96, 96, 20, 25.0)
     print(f"\nROI extraction: {20 / dt:.0f} source frames/s ({1000 * dt / 20:.1f} ms/frame incl. decode)")
+
+
+def test_mediapipe_profiler_signals_cannot_kill_the_process(tracker):
+    # mediapipe's threads get SIGPROF timers; at its default action a stray one ends the process (exit 155)
+    import os
+    import signal
+
+    assert signal.getsignal(signal.SIGPROF) == signal.SIG_IGN
+    os.kill(os.getpid(), signal.SIGPROF)  # survives

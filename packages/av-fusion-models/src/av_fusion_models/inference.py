@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 import torch
 from torch.nn import functional as F
 
-from .constrained import TokenTrie
 from .processing_av_whisper import AVWhisperProcessor
 from .router import ROUTES
 
@@ -37,9 +36,6 @@ class Recognition:
     """(word, log p(word | input)) best first, under the closed vocabulary; empty for open decoding."""
     route_probs: dict[str, float] | None = None
     """Router models: probability of each fusion route (encoder / decoder / both)."""
-
-    def to_dict(self) -> dict:
-        return {"text": self.text, "top_k": [[w, lp] for w, lp in self.top_k], "route_probs": self.route_probs}
 
 
 def _fusion_state(model, inputs: dict):
@@ -64,19 +60,16 @@ def rank_vocabulary(
     prompt (full softmax over Whisper's vocabulary, no length normalisation). Best-first search over the
     vocabulary's token trie: log-probabilities only fall as a prefix grows, so the first complete words
     taken from the queue are the best ones; only the prefixes that can still win are run through the
-    decoder (a few dozen for k = 5 of 455 words, instead of all 455).
+    decoder, not every word of the vocabulary.
 
     Shapes: inputs as returned by the processor (batch B). Returns B lists of (word, log-prob).
     """
-    words = list(vocabulary if vocabulary is not None else (processor.vocabulary or []))
-    if not words or k <= 0:
+    if vocabulary is not None:
+        processor = processor.with_vocabulary(vocabulary)
+    word_of = processor.words_by_tokens()  # (cached on the processor: tokenized once, not per input)
+    if not word_of or k <= 0:
         return [[] for _ in range(_batch_size(inputs))]
-    texts = [processor.target_text(w) for w in words]
-    token_seqs = [tuple(processor.tokenizer.encode(t, add_special_tokens=False)) for t in texts]
-    word_of: dict[tuple[int, ...], str] = {}
-    for w, seq in zip(words, token_seqs):
-        word_of.setdefault(seq, w)
-    trie = TokenTrie(token_seqs)
+    trie = processor.constraint()
     eos = processor.eos_token_id
     device = model.device
     inputs = {key: v.to(device) for key, v in inputs.items()}

@@ -103,6 +103,7 @@ class AVWhisperProcessor:
     prompt_ids: list[int] = field(default_factory=list)
     eos_token_id: int | None = None
     _trie: TokenTrie | None = field(default=None, init=False, repr=False, compare=False)
+    _words_by_tokens: dict | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
@@ -235,12 +236,23 @@ class AVWhisperProcessor:
     def batch_decode(self, sequences: torch.Tensor | Sequence[Sequence[int]]) -> list[str]:
         return [self.decode(seq) for seq in sequences]
 
+    def words_by_tokens(self) -> dict[tuple[int, ...], str]:
+        """Token sequence of each closed-vocabulary word (its decoder text) -> the word; tokenized once."""
+        if self.vocabulary is None:
+            return {}
+        if self._words_by_tokens is None:
+            table: dict[tuple[int, ...], str] = {}
+            for w in self.vocabulary:
+                table.setdefault(tuple(self.tokenizer.encode(self.target_text(w), add_special_tokens=False)), w)
+            self._words_by_tokens = table
+        return self._words_by_tokens
+
     def constraint(self) -> TokenTrie | None:
-        """Prefix trie of the closed vocabulary's decoder texts (None for open decoding)."""
+        """Prefix trie of the closed vocabulary's decoder texts (None for open decoding); built once."""
         if self.vocabulary is None:
             return None
         if self._trie is None:
-            self._trie = TokenTrie.from_texts(self.tokenizer, (self.target_text(w) for w in self.vocabulary))
+            self._trie = TokenTrie(self.words_by_tokens())
         return self._trie
 
     def with_vocabulary(self, vocabulary: Sequence[str] | None) -> AVWhisperProcessor:
@@ -251,7 +263,7 @@ class AVWhisperProcessor:
 
     # ----------------------------------------------------------------------- save / load
     def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k not in ("tokenizer", "vocabulary", "_trie")}
+        d = {k: v for k, v in asdict(self).items() if k not in ("tokenizer", "vocabulary") and not k.startswith("_")}
         d["processor_class"] = type(self).__name__
         d["closed_vocabulary"] = self.vocabulary is not None
         return d

@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from av_train.checkpoints import CheckpointError, verify_checkpoint
 from av_train.config import ConfigError, TrainingConfig
+from uaspeech_prep.video_io import temp_path_for
 
 # May differ between a run and its resumption without changing what it computes (or only how far it goes).
 RESUMABLE_KEYS = frozenset({
@@ -163,7 +164,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise TypeError("AtomicCheckpointIO takes no storage_options")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp = temp_path_for(path)
         try:
             with open(tmp, "wb") as f:
                 torch.save(checkpoint, f)

@@ -185,6 +185,7 @@ class LipTracker:
         self._opts = opts
         self._create = vision.FaceLandmarker.create_from_options
         self._landmarker = self._create(opts)
+        _ignore_stray_sigprof()
         self._fresh = True
         self.detect_width = int(params.detect_width)
         self._last_ts = -1
@@ -522,6 +523,19 @@ def shared_tracker(model_path: str | Path | None = None, params: RoiParams | Non
     if tr is None:
         tr = _TRACKERS[key] = LipTracker(model_path, params)
     return tr
+
+
+def _ignore_stray_sigprof() -> None:
+    """mediapipe's library starts per-thread CPU-time timers that send SIGPROF every 10 ms (a built-in
+    profiler's ProfileHandler) to its worker threads. With SIGPROF at its default action, one of those signals
+    arriving after mediapipe stopped handling it ends the whole process ("Profiling timer expired", exit 155):
+    seen when a process extracts lip ROIs and then trains. Nothing here profiles with SIGPROF, so a default
+    disposition becomes "ignore"; a handler someone installed (a real profiler) is left alone."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGPROF) == signal.SIG_DFL:
+        signal.signal(signal.SIGPROF, signal.SIG_IGN)
 
 
 def _quiet_mediapipe() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from av_eval.normalize import to_char_level
+from av_fusion_models import word_target_text
+from av_fusion_models.processing_av_whisper import decoder_prompt
 
 
 @dataclass
@@ -22,22 +23,12 @@ class TargetEncoder:
         tok = self.tokenizer
         self.sot = tok.convert_tokens_to_ids("<|startoftranscript|>")
         self.eot = tok.convert_tokens_to_ids("<|endoftext|>")
-        no_ts = tok.convert_tokens_to_ids("<|notimestamps|>")
-        prompt = [self.sot]
-        # Multilingual checkpoints need language and task tokens; English-only ones have none.
-        en = tok.convert_tokens_to_ids("<|en|>")
-        if isinstance(en, int) and en != tok.unk_token_id and en is not None and self._is_multilingual():
-            prompt += [en, tok.convert_tokens_to_ids("<|transcribe|>")]
-        prompt.append(no_ts)
-        self.prompt: list[int] = prompt
+        # the exported processor uses the same two rules, so a model decodes as it was trained
+        self.prompt: list[int] = decoder_prompt(tok)
         self.pad_id = self.eot
 
-    def _is_multilingual(self) -> bool:
-        return len(self.tokenizer) >= 51865
-
     def text_of(self, word: str) -> str:
-        word = word.lower()
-        return " " + (to_char_level(word) if self.char_level else word)
+        return word_target_text(word, char_level=self.char_level)
 
     def encode(self, word: str) -> tuple[list[int], list[int]]:
         """(decoder_input_ids, labels) for one word; labels ignore the prompt positions (-100)."""

@@ -184,8 +184,9 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
     from tqdm.auto import tqdm
 
     mouths = MouthFinder(roi_input)
-    audio_only = processor.with_vocabulary(processor.vocabulary)
-    audio_only.modality = "audio"  # the same processor without the lips (for --allow-audio-only)
+    from dataclasses import replace
+
+    audio_only = replace(processor, modality="audio")  # the same processor without the lips (--allow-audio-only)
     levels = None if level is None else torch.tensor([LEVEL_NAMES.index(level)])
     outcomes: list[Outcome] = []
     # (outcome, its own processed inputs, its raw inputs, processor, seconds spent reading it)
@@ -229,9 +230,7 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
             proc = processor if (mouth is not None or not processor.uses_video) else audio_only
             feats = proc(audio=audio, video=mouth, sampling_rate=rate or 16000)
         except (MediaError, InputError) as e:
-            msg = str(e)
-            out.error = msg if item.name in msg or (item.video and str(item.video) in msg) \
-                or (item.audio and str(item.audio) in msg) else f"{item.name}: {msg}"
+            out.error = _naming(item, str(e))
             continue
         out.used = used
         pending.append((out, feats, (audio, rate, mouth), proc, time.perf_counter() - t0))
@@ -239,6 +238,12 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
             flush()
     flush()
     return outcomes
+
+
+def _naming(item: Item, message: str) -> str:
+    """The message, prefixed with the input's name unless it already names one of the input's files."""
+    names = [item.name] + [str(p) for p in (item.audio, item.video) if p is not None]
+    return message if any(n in message for n in names) else f"{item.name}: {message}"
 
 
 # ----------------------------------------------------------------------------------------- output
@@ -290,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
         if fmt is None:
             print(f"av-cli transcribe: --output {args.output}: use a .jsonl or .csv file name", file=sys.stderr)
             return 2
-    if args.beam is not None and args.beam < 1 or args.batch_size < 1 or args.top_k < 0:
+    if (args.beam is not None and args.beam < 1) or args.batch_size < 1 or args.top_k < 0:
         print("av-cli transcribe: --beam and --batch-size must be >= 1, --top-k >= 0", file=sys.stderr)
         return 2
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
