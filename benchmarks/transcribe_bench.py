@@ -74,13 +74,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{work}: no finished demo (weights/checkpoint/demo_audio and demo_av); run `uv run av-cli demo "
               f"--workdir {work}` first", file=sys.stderr)
         return 2
-    import soundfile as sf
     from faster_whisper import WhisperModel
 
     from av_fusion_models import join_char_level, recognize
     from av_train.export import export_hf
     from av_train.export.ct2 import export_ct2
-    from av_train.inference.media import read_audio, write_video_with_audio
+    from av_train.inference.media import face_video_with_sound, read_audio
     from av_train.inference.transcribe import Item, load_model, transcribe
 
     bench = work / "bench"
@@ -117,21 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"faster-whisper {compute}: {1000 * sec:.1f} ms/clip", flush=True)
 
     # audio-visual: 2-s face videos with sound, made from B2 clips (frames + recording, padded to 2 s)
-    import cv2
-
-    from uaspeech_prep.video_io import probe, read_frames
-
     videos = []
     for c in [c for c in clips if c.get("clip")][: args.av_clips]:
-        clip = work / "corpus" / c["clip"]
-        fps = probe(clip).fps
-        frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_frames(clip)]
-        frames += [frames[-1]] * max(0, int(round(2.0 * fps)) - len(frames))
-        audio, rate = sf.read(str(work / "corpus" / c["audio"]["M5"]), dtype="float32")
-        audio = np.concatenate([audio, np.zeros(max(0, 2 * rate - audio.size), np.float32)])
         dst = bench / "videos" / f"{c['utt_id']}.mp4"
         if not dst.is_file():
-            write_video_with_audio(dst, frames, fps, audio, rate)
+            face_video_with_sound(work / "corpus" / c["clip"], work / "corpus" / c["audio"]["M5"], dst, min_seconds=2.0)
         videos.append((dst, c["word"]))
     av_model, av_proc = load_model(av_dir, "cpu")
     av_proc = av_proc.with_vocabulary(None)  # open decoding, as the audio rows

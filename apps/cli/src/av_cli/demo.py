@@ -195,13 +195,9 @@ def _export_and_transcribe(av, prepared: Path, work: Path) -> str:
     """Export the AV run, make three face videos with sound from B2 clips + their recordings, transcribe them."""
     import json
 
-    import cv2
-    import soundfile as sf
-
     from av_train.export.cli import main as export_main
-    from av_train.inference.media import write_video_with_audio
+    from av_train.inference.media import face_video_with_sound
     from av_train.inference.transcribe import main as transcribe_main
-    from uaspeech_prep.video_io import probe, read_frames
 
     model_dir = work / "models" / "demo_av"
     # the corpus's closed vocabulary goes with the model: transcribe then ranks the words it may be
@@ -225,12 +221,9 @@ def _export_and_transcribe(av, prepared: Path, work: Path) -> str:
                 seen.add(rec["speaker"])
     videos, words = [], {}
     for rec in chosen:
-        clip = prepared / rec["clip"]
-        audio, rate = sf.read(str(prepared / rec["audio"]["M5"]), dtype="float32")
-        frames = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in read_frames(clip)]
         dst = work / "recordings" / f"{rec['utt_id']}.mp4"
         if not dst.is_file():
-            write_video_with_audio(dst, frames, probe(clip).fps, audio, rate)
+            face_video_with_sound(prepared / rec["clip"], prepared / rec["audio"]["M5"], dst)
         videos.append(dst)
         words[str(dst)] = (rec["word"], rec["level"])
     out = work / "results" / "demo" / "transcribe_demo_av.jsonl"

@@ -146,3 +146,19 @@ def write_video_with_audio(path: str | Path, frames_rgb: list[np.ndarray], fps: 
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def face_video_with_sound(clip: str | Path, audio: str | Path, dst: str | Path, min_seconds: float = 0.0) -> Path:
+    """A face video with sound, as a user would record it, from a corpus clip (silent video) and its recording;
+    padded with its last frame and silence to ``min_seconds``. Written atomically."""
+    import cv2
+    import soundfile as sf
+
+    frames, fps = read_frames(clip)
+    rgb = [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
+    rgb += [rgb[-1]] * max(0, int(round(min_seconds * fps)) - len(rgb))
+    samples, rate = sf.read(str(audio), dtype="float32")
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    samples = np.concatenate([samples, np.zeros(max(0, int(min_seconds * rate) - samples.size), np.float32)])
+    return write_video_with_audio(dst, rgb, fps, samples, rate)
