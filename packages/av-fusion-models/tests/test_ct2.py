@@ -287,12 +287,19 @@ def test_converted_dir_loads_offline(hf_dir, weights):
     assert prov["dtype"] == "float32" and prov["tied_word_embeddings"] is True
 
 
-def test_convert_refuses_existing_and_overwrites_atomically(hf_dir, tiny_dir, tmp_path):
+def test_convert_refuses_existing_and_overwrites_only_a_conversion(hf_dir, tiny_dir, tmp_path):
     dst = tmp_path / "out"
     dst.mkdir()
-    (dst / "stale.txt").write_text("old")
+    (dst / "thesis.tex").write_text("years of work")
     with pytest.raises(FileExistsError):
         convert_ct2_to_hf(tiny_dir, dst)
+    # --overwrite must not wipe a folder that is not an earlier conversion
+    with pytest.raises(FileExistsError, match="not an earlier conversion"):
+        convert_ct2_to_hf(tiny_dir, dst, overwrite=True)
+    assert (dst / "thesis.tex").read_text() == "years of work" and sorted(p.name for p in dst.iterdir()) == ["thesis.tex"]
+    (dst / "thesis.tex").unlink()
+    convert_ct2_to_hf(tiny_dir, dst, overwrite=True)  # empty folder: fine
+    (dst / "stale.txt").write_text("old")  # an earlier conversion (ct2_conversion.json) is replaced whole
     convert_ct2_to_hf(tiny_dir, dst, overwrite=True)
     assert not (dst / "stale.txt").exists() and (dst / "model.safetensors").is_file()
     assert (dst / "model.safetensors").read_bytes() == (hf_dir / "model.safetensors").read_bytes()

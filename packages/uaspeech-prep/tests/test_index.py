@@ -62,7 +62,7 @@ def test_index_filters_speakers_and_mics(tmp_path):
     idx = build_index(src, speakers=["M09"], mics=["M5", "M6"])
     assert list(idx.utterances) == ["M09_B1_D3"]
     assert {p.kind for p in idx.problems} == {"bad_name", "missing_mic"}
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="unknown UASpeech speaker .X99. in --speakers"):
         build_index(src, speakers=["X99"])
     with pytest.raises(ValueError):
         build_index(src, mics=["M1"])

@@ -303,8 +303,11 @@ def test_corrupted_tree_fails_clearly_and_keeps_the_rest(source, tmp_path, capsy
     fails = {f["utt_id"]: " ".join(f["reasons"]) for f in rep["failures"]}
     assert "M09_B1_D4.mp4" in fails["M09_B1_D4"]  # the truncated clip, named
     assert rep["clips"]["M09_B1_D3"]["clip"] == "copied"
-    b1 = {u for u in source.ranges if u.startswith("F02_B1")}
-    assert b1 <= set(fails) and all("frame index unusable" in fails[u] for u in b1)
+    # one bad frame-index line costs its own utterance, not the speaker-block
+    assert "frame index line unusable" in fails["F02_B1_D1"] and "F02_B1_frame_index.txt:2" in fails["F02_B1_D1"]
+    assert rep["clips"]["F02_B1_D0"]["clip"] == "cut" and "F02_B1_D0" not in fails
+    d0 = read_frames(dst / "video/F02/outputfiles30/F02_B1_D0.mp4")
+    assert (fx.decode_index(d0[0]), fx.decode_index(d0[-1])) == (4, 27)
     b2_fail = {u for u in fails if u.startswith("F02_B2")}
     assert b2_fail and "F02-B2-DV-1.divx" in fails[sorted(b2_fail)[-1]]
     b2_ok = {u for u in source.ranges if u.startswith("F02_B2")} - b2_fail

@@ -99,8 +99,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
-        # Hand everything after the command word over untouched (argparse would eat a leading --help).
+        # Hand everything after the command word over untouched (argparse would eat a leading --help);
+        # the owning package turns its errors into one line itself.
         return int(_passthrough(argv[0])(argparse.Namespace(rest=argv[1:])) or 0)
+    from av_eval.cli_errors import run_command
+
+    prog = f"av-cli {argv[0]}" if argv and not argv[0].startswith("-") else "av-cli"
+    return run_command(prog, _run_parsed, argv)
+
+
+def _run_parsed(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     return int(args.func(args) or 0)
 

@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from av_eval.aggregate import summarize_reports, write_summary
+from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
-from av_eval.predictors import NoPredictorError
 from av_eval.predictions import atomic_write_text, read_predictions, write_predictions
 from av_eval.report import (
     comparison_table,
@@ -43,7 +43,7 @@ def _score(args: argparse.Namespace) -> int:
         preds = read_predictions(p)
         report = score_predictions(preds, train_words=words)
         name = p.stem.removesuffix(".predictions").removesuffix("_predictions")
-        out_dir = Path(args.output) if args.output else p.parent
+        out_dir = ensure_output_dir(Path(args.output) if args.output else p.parent)
         written = write_report(report, out_dir, stem=f"{name}_metrics")
         reports[name] = report
         routes = route_probs_per_level(preds)
@@ -86,13 +86,20 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
     if not folder.exists():
         raise FileNotFoundError(f"no such folder {folder}")
     predictor, checkpoints = find_predictor(folder, predictors)
-    out = Path(output) if output else (folder.parent if folder.is_file() else folder) / f"eval_{split}"
+    out = ensure_output_dir(Path(output) if output else (folder.parent if folder.is_file() else folder) / f"eval_{split}")
     print(f"{predictor.name}: {len(checkpoints)} checkpoint(s) under {folder} -> {out}")
     reports: dict[str, Report] = {}
     routes: dict[str, dict] = {}
+    failed: dict[str, str] = {}
     for ckpt in checkpoints:
         options = {} if decode_vocabulary is None else {"decode_vocabulary": decode_vocabulary}
-        result = predictor.predict(ckpt, split=split, data=Path(data) if data else None, progress=progress, **options)
+        try:
+            result = predictor.predict(ckpt, split=split, data=Path(data) if data else None, progress=progress,
+                                       **options)
+        except USER_ERRORS as e:  # one unreadable run must not cost the others' results
+            failed[str(ckpt)] = describe(e)
+            print(f"  {ckpt}: FAILED, skipped: {failed[str(ckpt)]}", file=sys.stderr)
+            continue
         name = _safe(result.run_name)
         while name in reports:
             name += "_"
@@ -105,8 +112,13 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
             routes[name] = r
         reports[name] = report
         print(f"  {ckpt}: {report.total.n} utterances, WER {100 * report.total.wer:.1f}%")
+    if not reports:
+        raise RuntimeError(f"none of the {len(checkpoints)} checkpoint(s) under {folder} could be evaluated: "
+                           + "; ".join(f"{k}: {v}" for k, v in failed.items()))
     md = ["# Evaluation of " + str(folder), "", f"split {split}, {len(reports)} checkpoint(s)", "",
           "## Per run (percent)", "", comparison_table(reports)]
+    if failed:
+        md += ["", "## Checkpoints that could not be evaluated", ""] + [f"- {k}: {v}" for k, v in failed.items()]
     groups = group_seeds(list(reports))
     summaries = {base: summarize_reports({n: reports[n] for n in names}) for base, names in groups.items()}
     if any(len(names) > 1 for names in groups.values()) or len(reports) > 1:
@@ -124,12 +136,16 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
         md += ["Router: no run has a soft router (no route probabilities in the predictions); plot skipped."]
     atomic_write_text(out / "summary.md", "\n".join(md) + "\n")
     print(comparison_table(reports))
-    return {"reports": reports, "summaries": summaries, "routes": routes, "output": out}
+    return {"reports": reports, "summaries": summaries, "routes": routes, "output": out, "failed": failed}
 
 
 def _eval(args: argparse.Namespace) -> int:
-    evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output, progress=not args.no_progress,
-                    decode_vocabulary=args.decode_vocabulary)
+    result = evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output, progress=not args.no_progress,
+                             decode_vocabulary=args.decode_vocabulary)
+    if result["failed"]:
+        print(f"av-eval: {len(result['failed'])} checkpoint(s) failed (listed above and in "
+              f"{result['output'] / 'summary.md'})", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -142,7 +158,7 @@ def _compare(args: argparse.Namespace) -> int:
         name, _, path = item.rpartition("=") if "=" in item else ("", "", item)
         p = Path(path)
         summaries[name or p.stem.removesuffix("_seed_validation").removesuffix("_seed_summary")] = load_summary(p)
-    out = Path(args.output)
+    out = ensure_output_dir(args.output)
     png = plot_levels_ci(summaries, out / "compare_wer_levels.png")
     table = summary_table(summaries, metrics=tuple(args.metrics))
     ens = {n: s.ensemble for n, s in summaries.items() if s.ensemble is not None}
@@ -182,16 +198,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
     if argv and argv[0] not in SUBCOMMANDS and not argv[0].startswith("-"):
         argv = ["eval", *argv]
     args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, NoPredictorError) as e:
-        print(f"av-eval: {e}", file=sys.stderr)
-        return 2
+    return int(args.func(args) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("av-eval", _main, argv)
 
 
 if __name__ == "__main__":

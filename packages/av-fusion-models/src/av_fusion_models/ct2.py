@@ -976,6 +976,8 @@ def convert_ct2_to_hf(
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise FileExistsError(f"{dst} already exists (pass overwrite=True to replace it)")
+    if dst.exists():
+        _check_replaceable(dst)
     loaded = _load_parts(src, dtype, parts)
     processor = build_whisper_processor(
         loaded.tokenizer, num_mel_bins=loaded.weights.dims.num_mel_bins
@@ -1011,6 +1013,17 @@ def convert_ct2_to_hf(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dst
+
+
+def _check_replaceable(dst: Path) -> None:
+    """``overwrite`` replaces an earlier conversion (it has ct2_conversion.json) or an empty folder, nothing else:
+    a mistyped destination must never cost a user's folder."""
+    if not dst.is_dir():
+        raise FileExistsError(f"{dst} is a file, not an earlier conversion: not replaced; choose another destination")
+    if any(dst.iterdir()) and not (dst / "ct2_conversion.json").is_file():
+        raise FileExistsError(
+            f"{dst} is not empty and is not an earlier conversion (no ct2_conversion.json): not replaced; "
+            "choose another destination or empty it yourself")
 
 
 def _write_provenance(out: Path, loaded: _Loaded, dtype: str) -> None:

@@ -7,6 +7,8 @@ import sys
 
 import yaml
 
+from av_eval.cli_errors import run_command
+
 from av_train.config import ConfigError, load_config
 
 
@@ -28,30 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        cfg = load_config(args.config, parse_overrides(args.overrides))
-    except ConfigError as e:
-        print(f"av-train: {e}", file=sys.stderr)
-        return 2
-    from av_train.checkpoints import CheckpointError
-    from av_train.data.manifest import ManifestError
-    from av_train.model_factory import ModelLoadError
+    cfg = load_config(args.config, parse_overrides(args.overrides))
     from av_train.pipeline import main_train
 
-    try:
-        result = main_train(cfg)
-    except (ConfigError, ManifestError, ModelLoadError, CheckpointError, FileNotFoundError) as e:
-        # a problem with the inputs the user named: one clear message, no traceback
-        print(f"av-train: {e}", file=sys.stderr)
-        return 2
+    result = main_train(cfg)
     if result.report is not None:
         from av_eval.report import comparison_table
 
         print(comparison_table({cfg.train_id: result.report}))
     print(f"checkpoints: {result.checkpoint_dir}\nresults: {result.results_dir}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    # the toolkit's errors and OSError: one line `av-train: ...`, exit 2 (--debug for the traceback)
+    return run_command("av-train", _main, argv)
 
 
 if __name__ == "__main__":

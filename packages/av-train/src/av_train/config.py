@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -310,6 +311,12 @@ def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
             return False, value
         if isinstance(value, (int, float)):
             return True, float(value)
+        if isinstance(value, str):  # PyYAML 1.1 reads `1e-3` (no dot) as a string; it means the number
+            try:
+                number = float(value.strip())
+            except ValueError:
+                return False, value
+            return (True, number) if math.isfinite(number) else (False, value)
         return False, value
     if tp is int:
         return isinstance(value, int) and not isinstance(value, bool), value
@@ -407,6 +414,23 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'precision' must be one of {list(PRECISIONS)}, got {cfg.precision!r}.{hint}")
     if cfg.num_beams < 1:
         raise ConfigError(f"{source}: 'num_beams' must be >= 1")
+    for key in ("train_id", "train_name"):
+        name = getattr(cfg, key)
+        # a name, not a path: `..` or a slash would put checkpoints outside output_root or into another run
+        if not name or name in (".", "..") or "/" in name or "\\" in name or name != name.strip():
+            raise ConfigError(f"{source}: {key!r} must be a plain folder name (no '/', '..' or surrounding spaces), "
+                              f"got {name!r}")
+    if not cfg.validate_model and (cfg.max_epochs == 0 or cfg.max_epochs < -1
+                                   or (cfg.max_epochs == -1 and cfg.max_steps < 1)):
+        raise ConfigError(f"{source}: 'max_epochs' is {cfg.max_epochs} (max_steps {cfg.max_steps}): nothing would be "
+                          "trained and the untrained model reported as the result; set max_epochs >= 1 (or -1 with "
+                          "max_steps >= 1), or validate_model: true to score a model without training")
+    for key in ("learning_rate", "video_learning_rate", "gate_learning_rate"):
+        value = getattr(cfg, key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{source}: {key!r} must be a positive number, got {value}")
+    if cfg.weight_decay < 0:
+        raise ConfigError(f"{source}: 'weight_decay' must be >= 0, got {cfg.weight_decay}")
     if not cfg.decode_vocabulary:
         raise ConfigError(f"{source}: 'decode_vocabulary' must be open, uaspeech or a word-list file")
 

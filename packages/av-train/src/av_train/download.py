@@ -13,6 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from av_eval.cli_errors import run_command
+
 # Whisper sizes on the hub (openai/whisper-<name>); ".en" = English-only.
 MODEL_NAMES: tuple[str, ...] = (
     "tiny", "tiny.en", "base", "base.en", "small", "small.en", "medium", "medium.en",
@@ -100,17 +102,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        path = download_model(args.name, cache_dir=args.cache_dir, output=args.output)
-    except DownloadError as e:
-        print(f"download-model: {e}", file=sys.stderr)
-        return 1
+    path = download_model(args.name, cache_dir=args.cache_dir, output=args.output)
     repo_id = repo_id_for(args.name)
     use = str(path) if args.output else repo_id
     print(f"{repo_id} is at {path}\nIn your config: model_name: {use}\n                local_model_only: true")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("download-model", _main, argv)
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from av_eval import Report
+from av_eval.cli_errors import run_command
 from av_train.config import ConfigError, TrainingConfig, load_config
 
 METRICS = ("wer", "cer", "wsr")
@@ -303,21 +304,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     from av_train.cli import parse_overrides
 
     # intermixed: key=value overrides may come after the flags (CONFIG --num_seeds 5 key=value)
     args = build_parser().parse_intermixed_args(argv)
-    try:
-        overrides = parse_overrides(args.overrides)
-        if "seed" in overrides:
-            raise ConfigError("the seed of each run comes from --start_seed / --num_seeds; remove the seed= override")
-        cfg = load_config(args.config, overrides)
-        if args.num_seeds < 1:
-            raise ConfigError(f"--num_seeds must be >= 1, got {args.num_seeds}")
-    except ConfigError as e:
-        print(f"av-train-multi-seed: {e}", file=sys.stderr)
-        return 2
+    overrides = parse_overrides(args.overrides)
+    if "seed" in overrides:
+        raise ConfigError("the seed of each run comes from --start_seed / --num_seeds; remove the seed= override")
+    cfg = load_config(args.config, overrides)
+    if args.num_seeds < 1:
+        raise ConfigError(f"--num_seeds must be >= 1, got {args.num_seeds}")
     results = run_multi_seed(cfg, args.num_seeds, args.start_seed, config_path=args.config, overrides=overrides,
                              sequential=args.sequential)
     paths = write_summary(cfg, results)
@@ -329,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("av-train-multi-seed", _main, argv)
 
 
 if __name__ == "__main__":

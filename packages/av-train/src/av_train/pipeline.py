@@ -102,6 +102,10 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
             EarlyStopping(cfg.early_stopping_metric, patience=cfg.early_stopping_patience,
                           mode=_monitor_mode(cfg.early_stopping_metric))
         )
+    from av_train.epoch_log import EpochLog, wanted
+
+    if wanted(cfg.progress_bar):
+        callbacks.append(EpochLog())
     callbacks += extra_callbacks or []
     logger = TensorBoardLogger(
         save_dir=str(Path(cfg.output_root) / "results"), name=cfg.train_name, version=cfg.train_id,
@@ -130,15 +134,28 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
 
     The run folder is locked for the whole run, and a folder holding another config's checkpoints is refused
     (av_train.run_folder)."""
-    from av_train.run_folder import RunLock, check_reuse, remove_stale_temporaries, resumable_last
+    from av_train.run_folder import (
+        RunLock,
+        check_reuse,
+        is_fresh,
+        remove_failed_start,
+        remove_stale_temporaries,
+        resumable_last,
+    )
 
-    with RunLock(cfg.checkpoint_dir):
-        if not cfg.validate_model:  # validation reads best.ckpt and leaves the run as it is
-            check_reuse(cfg)
-        for stale in remove_stale_temporaries(cfg.checkpoint_dir):
-            print(f"removed {stale} (a checkpoint save that was killed)")
-        resume = None if cfg.validate_model else resumable_last(cfg)
-        return _run_locked(cfg, resume, extra_callbacks)
+    fresh = is_fresh(cfg)
+    try:
+        with RunLock(cfg.checkpoint_dir):
+            if not cfg.validate_model:  # validation reads best.ckpt and leaves the run as it is
+                check_reuse(cfg)
+            for stale in remove_stale_temporaries(cfg.checkpoint_dir):
+                print(f"removed {stale} (a checkpoint save that was killed)")
+            resume = None if cfg.validate_model else resumable_last(cfg)
+            return _run_locked(cfg, resume, extra_callbacks)
+    except BaseException:
+        if fresh:  # a run that failed before its first checkpoint leaves nothing behind (no lying config.yaml)
+            remove_failed_start(cfg)
+        raise
 
 
 def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list | None) -> RunResult:

@@ -129,6 +129,33 @@ class RunLock:
             self._fd = None
 
 
+def is_fresh(cfg: TrainingConfig) -> bool:
+    """No run has been here yet: no checkpoint, no saved config (what :func:`remove_failed_start` may undo)."""
+    d = cfg.checkpoint_dir
+    return not (d / "config.yaml").exists() and not any(d.glob("*.ckpt"))
+
+
+def remove_failed_start(cfg: TrainingConfig) -> list[Path]:
+    """Undo what a fresh run wrote before it failed without a checkpoint: its config.yaml, lock file, empty
+    TensorBoard event files and the folders left empty. Anything else (a checkpoint, metrics) is kept."""
+    if not _is_rank_zero():
+        return []
+    d, removed = cfg.checkpoint_dir, []
+    if any(d.glob("*.ckpt")):
+        return []
+    for path in [d / "config.yaml", d / ".lock", *cfg.results_dir.glob("events.out.tfevents.*"),
+                 cfg.results_dir / "hparams.yaml"]:
+        if path.is_file():
+            path.unlink()
+            removed.append(path)
+    for folder in (d, cfg.results_dir, cfg.results_dir.parent):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            pass
+    return removed
+
+
 def resumable_last(cfg: TrainingConfig) -> Path | None:
     """last.ckpt when it exists and opens; a damaged one is named with the ways on."""
     last = cfg.checkpoint_dir / "last.ckpt"

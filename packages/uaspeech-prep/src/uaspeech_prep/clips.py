@@ -38,42 +38,69 @@ class FrameRange:
         return self.end - self.begin + 1
 
 
-def parse_frame_index(path: str | Path) -> list[FrameRange]:
+@dataclass(frozen=True)
+class BadIndexLine:
+    """A frame-index line that cannot be used; ``utt_id`` is the utterance it names, when it names one."""
+
+    line: int
+    utt_id: str | None
+    message: str  # "<path>:<line>: what is wrong"
+
+
+def read_frame_index(path: str | Path) -> tuple[list[FrameRange], list[BadIndexLine]]:
     """``<UTT_ID> <BEGIN> <END>`` per line, whitespace or comma separated; ``#`` comments and blank
-    lines ignored. Raises :class:`FrameIndexError` naming ``path:line`` on a malformed line or a
-    repeated utterance id."""
+    lines ignored. Returns the good ranges and the bad lines (malformed, or an utterance listed twice:
+    then neither of its lines is trusted), so that one bad line costs its utterance, not the block."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig", errors="strict")
     except UnicodeDecodeError:
         text = path.read_text(encoding="latin-1")
-    out: list[FrameRange] = []
-    seen: dict[str, int] = {}
+    good: dict[str, FrameRange] = {}
+    bad: list[BadIndexLine] = []
     for lineno, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         tokens = [t for t in _SPLIT_RE.split(line) if t]
+        utt = tokens[0] if tokens and corpus.UTT_ID_RE.match(tokens[0]) else None
+
+        def reject(msg: str) -> None:
+            bad.append(BadIndexLine(lineno, utt, f"{path}:{lineno}: {msg}"))
+
         if len(tokens) != 3:
-            raise FrameIndexError(
-                f"{path}:{lineno}: expected '<UTT_ID> <BEGIN> <END>', got {len(tokens)} field(s): {raw.strip()!r}"
-            )
-        utt, b, e = tokens
+            reject(f"expected '<UTT_ID> <BEGIN> <END>', got {len(tokens)} field(s): {raw.strip()!r}")
+            continue
+        name, b, e = tokens
         try:
-            corpus.parse_utt_id(utt)
+            corpus.parse_utt_id(name)
         except ValueError as err:
-            raise FrameIndexError(f"{path}:{lineno}: {err}") from None
+            reject(str(err))
+            continue
         try:
             begin, end = int(b), int(e)
         except ValueError:
-            raise FrameIndexError(f"{path}:{lineno}: BEGIN and END must be integers, got {b!r} {e!r}") from None
+            reject(f"BEGIN and END must be integers, got {b!r} {e!r}")
+            continue
         if begin < 0 or end < begin:
-            raise FrameIndexError(f"{path}:{lineno}: need 0 <= BEGIN <= END, got {begin} {end}")
-        if utt in seen:
-            raise FrameIndexError(f"{path}:{lineno}: {utt} already listed on line {seen[utt]}")
-        seen[utt] = lineno
-        out.append(FrameRange(utt, begin, end, lineno))
-    return out
+            reject(f"need 0 <= BEGIN <= END, got {begin} {end}")
+            continue
+        if name in good or any(x.utt_id == name for x in bad):
+            first = good.pop(name, None)
+            reject(f"{name} already listed" + (f" on line {first.line}" if first else " on a bad line")
+                   + ": neither line is used")
+            continue
+        good[name] = FrameRange(name, begin, end, lineno)
+    return list(good.values()), bad
+
+
+def parse_frame_index(path: str | Path) -> list[FrameRange]:
+    """:func:`read_frame_index` for callers that need the whole index right: raises :class:`FrameIndexError`
+    naming ``path:line`` at the first bad line."""
+    ranges, bad = read_frame_index(path)
+    if bad:
+        raise FrameIndexError(bad[0].message)
+    return sorted(ranges, key=lambda r: r.line)
 
 
 @dataclass

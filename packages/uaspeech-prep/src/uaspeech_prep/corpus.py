@@ -26,6 +26,8 @@ BLOCKS: tuple[str, ...] = ("B1", "B2", "B3")
 MICROPHONES: tuple[str, ...] = ("M2", "M3", "M4", "M5", "M6", "M7", "M8")
 TRAIN_BLOCKS: tuple[str, ...] = ("B1", "B3")
 TEST_BLOCKS: tuple[str, ...] = ("B2",)
+SAMPLE_RATE = 16_000
+"""UASpeech's audio is 16 kHz mono PCM; so is a prepared tree's."""
 
 CATEGORIES: tuple[str, ...] = ("digit", "letter", "command", "common", "uncommon")
 

@@ -186,12 +186,26 @@ def wordlist_problems(path: Path) -> list[Problem]:
 
 def _check_wav(path: Path) -> tuple[float | None, Problem | None]:
     try:
+        if path.stat().st_size == 0:  # soundfile calls a 0-byte file unreadable; it is empty
+            return None, Problem("empty_wav", str(path), "the file is empty (0 bytes)")
         info = sf.info(str(path))
     except Exception as e:  # noqa: BLE001 - soundfile raises several types
         return None, Problem("unreadable_wav", str(path), f"soundfile cannot read it ({e})")
     if info.frames == 0:
         return None, Problem("empty_wav", str(path), "the wav has no samples")
+    bad = wav_format_problem(info.samplerate, info.channels)
+    if bad:
+        return None, Problem("not_16k_mono", str(path), bad)
     return info.frames / info.samplerate, None
+
+
+def wav_format_problem(rate: int, channels: int) -> str:
+    """'' for UASpeech's 16 kHz mono, else what is wrong and what to do (a prepared tree holds 16 kHz mono only)."""
+    if rate == corpus.SAMPLE_RATE and channels == 1:
+        return ""
+    return (f"{rate} Hz, {channels} channel(s); UASpeech audio (and a prepared tree) is {corpus.SAMPLE_RATE} Hz mono: "
+            "this is not a release file, or it was converted; resample / downmix it (e.g. sox in.wav -r 16000 -c 1 "
+            "out.wav) into a copy of the release, or remove it")
 
 
 def build_index(
@@ -215,7 +229,8 @@ def build_index(
     if speakers:
         wanted = {s.strip() for s in speakers}
         for s in wanted:
-            corpus.speaker(s)  # KeyError on an unknown id
+            if s not in corpus.SPEAKERS:
+                raise ValueError(f"unknown UASpeech speaker {s!r} in --speakers; known: {', '.join(sorted(corpus.SPEAKERS))}")
     mic_set = None
     if mics and [m.strip().lower() for m in mics] != ["all"]:
         mic_set = [m.strip() for m in mics]

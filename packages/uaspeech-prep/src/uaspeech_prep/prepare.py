@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import sys
 import time
@@ -29,7 +30,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from uaspeech_prep import __version__, corpus
-from uaspeech_prep.clips import ClipJob, FrameIndexError, FrameRange, cut_clips, parse_frame_index
+from uaspeech_prep.clips import ClipJob, FrameRange, cut_clips, read_frame_index
 from uaspeech_prep.index import ERROR, VAD_DIR, WARNING, CorpusIndex, Problem, build_index
 from uaspeech_prep.video_io import (
     VideoError,
@@ -38,6 +39,7 @@ from uaspeech_prep.video_io import (
     is_copy_of,
     probe,
     remove_stale_temps,
+    temp_path_for,
     video_is_complete,
 )
 
@@ -155,14 +157,20 @@ def plan(index: CorpusIndex, opts: PrepareOptions) -> tuple[list[BlockJob], list
     for (spk, blk), utts in sorted(by_block.items()):
         bv = index.blocks.get((spk, blk))
         ranges: dict[str, FrameRange] = {}
+        bad_lines: dict[str, str] = {}  # utterance -> why its line of the frame index is unusable
         block_reason = ""
         if bv is not None and bv.frame_index is not None:
             try:
-                for r in parse_frame_index(bv.frame_index):
-                    ranges[r.utt_id] = r
-            except FrameIndexError as e:
-                problems.append(Problem("bad_frame_index", str(bv.frame_index), str(e)))
-                block_reason = f"frame index unusable: {e}"
+                good, bad = read_frame_index(bv.frame_index)
+            except OSError as e:
+                problems.append(Problem("bad_frame_index", str(bv.frame_index), f"cannot read it: {e}"))
+                block_reason = f"frame index unreadable: {e}"
+                good, bad = [], []
+            ranges = {r.utt_id: r for r in good}
+            for b in bad:  # one bad line costs its utterance only
+                problems.append(Problem("bad_frame_index", str(bv.frame_index), b.message))
+                if b.utt_id is not None:
+                    bad_lines[b.utt_id] = f"frame index line unusable: {b.message}"
         if bv is not None and bv.video is not None and bv.frame_index is None:
             precut = sum(1 for u in utts if u.utt_id in index.clips)
             if precut < len(utts):
@@ -197,6 +205,8 @@ def plan(index: CorpusIndex, opts: PrepareOptions) -> tuple[list[BlockJob], list
                 t.precut = str(index.clips[u.utt_id])
             elif block_reason:
                 t.no_clip_reason = block_reason
+            elif u.utt_id in bad_lines:
+                t.no_clip_reason = bad_lines[u.utt_id]
             elif u.utt_id in ranges:
                 r = ranges[u.utt_id]
                 t.range = (r.begin, r.end)
@@ -429,14 +439,19 @@ def _vad_audio(t: UttTask, out: UttOutcome, job: BlockJob, root: Path) -> None:
 
 
 def _run_pool(jobs: list[BlockJob], dst: Path, workers: int, outcomes: dict[str, UttOutcome], bar) -> None:
-    """Blocks over a spawn-context process pool; workers report finished utterances through a queue."""
+    """Blocks over a spawn-context process pool; workers report finished utterances through a queue.
+
+    The workers die with this process, however it ends: Ctrl-C, SIGTERM or kill -9 (they would otherwise go
+    on writing into the output and then idle forever). Work they finished is on disk under final names, so
+    rerunning resumes."""
     import queue as queue_mod
 
     ctx = get_context("spawn")
-    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                                       initializer=_worker_init) as pool:
-        q = manager.Queue()
-        futs = {pool.submit(_run_block_entry, job, str(dst), q): job for job in jobs}
+    q = ctx.Queue()  # handed over at start (initargs): no manager process to outlive us
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
+                               initargs=(q, os.getpid()))
+    try:
+        futs = {pool.submit(_run_block_entry, job, str(dst)): job for job in jobs}
         pending = set(futs)
 
         def drain() -> None:
@@ -461,21 +476,64 @@ def _run_pool(jobs: list[BlockJob], dst: Path, workers: int, outcomes: dict[str,
                     outcomes[o.utt_id] = o
                 bar.set_postfix_str(f"{job.speaker} {job.block} done")
         drain()
+    except BaseException:
+        # interrupted: stop the workers now instead of waiting for their blocks to finish
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
 
 
-def _worker_init() -> None:
+_progress_queue = None  # set in each worker by _worker_init
+
+
+def _worker_init(queue=None, parent_pid: int | None = None) -> None:
+    import signal
+
     import cv2
 
     from uaspeech_prep.video_io import set_decode_threads
 
+    global _progress_queue
+    _progress_queue = queue
+    # Ctrl-C goes to the whole process group: the parent alone handles it (and stops us)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     # one thread per worker: the pool already occupies the cores (OpenCV's pool and FFmpeg's decoding
     # threads would only oversubscribe them)
     cv2.setNumThreads(1)
     set_decode_threads(1)
 
 
-def _run_block_entry(job: BlockJob, root: str, queue=None) -> tuple[str, str, list[UttOutcome]]:
-    return job.speaker, job.block, run_block(job, root, progress=queue.put if queue is not None else None)
+def _die_with_parent(parent_pid: int) -> None:
+    """Linux: the kernel kills us when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches it."""
+    import signal
+    import threading
+
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, signal.SIGKILL, 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+def _run_block_entry(job: BlockJob, root: str) -> tuple[str, str, list[UttOutcome]]:
+    q = _progress_queue
+    return job.speaker, job.block, run_block(job, root, progress=q.put if q is not None else None)
 
 
 # --- orchestration ----------------------------------------------------------------------------
@@ -508,16 +566,43 @@ def _manifest_record(u, out: UttOutcome, dst: Path, seen: bool) -> dict:
 
 
 def _read_existing_manifest(path: Path) -> list[dict]:
+    """The records a partial run (``--speakers``) carries over; a line that is not a record stops the run
+    before any work (dropping it would lose an utterance of another speaker without a word)."""
     if not path.is_file():
         return []
     recs = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            try:
-                recs.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            rec, why = None, e.msg
+        else:
+            why = "" if isinstance(rec, dict) and isinstance(rec.get("utt_id"), str) and "speaker" in rec else \
+                "not a record with utt_id and speaker"
+        if why:
+            raise ValueError(
+                f"{path}:{lineno}: cannot parse this manifest line ({why}); a run over some --speakers keeps the "
+                "other speakers' lines, so it will not drop this one: fix or delete the line, or prepare all "
+                "speakers (without --speakers) to rewrite the manifest")
+        recs.append(rec)
     return recs
+
+
+def _check_writable(dst: Path) -> None:
+    """A read-only or full output fails here, before hours of work, not at the report."""
+    check = temp_path_for(dst / ".write-check")
+    try:
+        with open(check, "wb") as fh:
+            fh.write(b"\0" * 65536)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as e:
+        raise type(e)(e.errno, f"cannot write in the output folder ({e.strerror}): choose a writable --output "
+                      "with free space", str(dst)) from None
+    finally:
+        check.unlink(missing_ok=True)
 
 
 def _versions() -> dict:
@@ -562,10 +647,24 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         model = Path(opts.model_path) if opts.model_path else default_model_path()
         if not model.is_file():
             raise FileNotFoundError(f"{model}: FaceLandmarker model file not found")
-    dst.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(dst)
-
+    # everything that can refuse the run does so before the first file is written
+    existing = _read_existing_manifest(dst / MANIFEST) if opts.speakers else []
     index = build_index(src, speakers=opts.speakers, mics=opts.mics, variant=opts.variant)
+    if opts.speakers:
+        absent = sorted(set(opts.speakers) - {u.speaker for u in index.utterances.values()})
+        if absent:
+            raise ValueError(
+                f"--speakers {' '.join(absent)}: no usable audio for them under {index.audio_root} "
+                f"(speakers there: {' '.join(index.speakers) or 'none'}); check the names or the --source")
+    elif not index.utterances:
+        raise ValueError(f"no usable UASpeech audio under {index.audio_root}: is --source the release's root "
+                         "(it holds audio/ and video/)?")
+    if index.wordlist_path is None:
+        log(f"note: no speaker_wordlist.xls in {src / 'doc'}: using the built-in UASpeech word list "
+            "(the official one; put the release's doc/speaker_wordlist.xls there to use yours)")
+    dst.mkdir(parents=True, exist_ok=True)
+    _check_writable(dst)
+    remove_stale_temps(dst)
     jobs, plan_problems = plan(index, opts)
     problems = index.problems + plan_problems
 
@@ -594,7 +693,7 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     done_speakers = set(opts.speakers) if opts.speakers else None
     kept = []
     if done_speakers is not None:
-        kept = [r for r in _read_existing_manifest(dst / MANIFEST) if r.get("speaker") not in done_speakers]
+        kept = [r for r in existing if r.get("speaker") not in done_speakers]
     all_records = sorted(kept, key=lambda r: r.get("utt_id", "")) + records if kept else records
     atomic_write_text(dst / MANIFEST, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in all_records))
 

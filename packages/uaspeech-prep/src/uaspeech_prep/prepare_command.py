@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from uaspeech_prep import corpus
@@ -68,14 +69,10 @@ def run_command(args: argparse.Namespace) -> int:
     if args.validate_only:
         from uaspeech_prep.validate import run_validate
 
-        try:
-            return run_validate(args.output, tolerance_s=args.tolerance, source=args.source, speakers=args.speakers,
-                                mics=args.mics, variant=args.variant)
-        except (FileNotFoundError, ValueError, KeyError) as e:
-            print(f"uaspeech-prep prepare --validate-only: {e.args[0] if isinstance(e, KeyError) and e.args else e}")
-            return 2
+        return run_validate(args.output, tolerance_s=args.tolerance, source=args.source, speakers=args.speakers,
+                            mics=args.mics, variant=args.variant)
     if args.source is None:
-        print("uaspeech-prep prepare: --source is required (unless --validate-only)")
+        print("uaspeech-prep prepare: --source is required (unless --validate-only)", file=sys.stderr)
         return 2
     from uaspeech_prep.prepare import PrepareOptions, prepare
 
@@ -87,9 +84,4 @@ def run_command(args: argparse.Namespace) -> int:
         detect_every=max(0, args.detect_every), detect_width=max(0, args.detect_width), vad=args.vad,
         roi_track=args.roi_track,
     )
-    try:
-        return prepare(opts).exit_code
-    except (FileNotFoundError, ValueError, KeyError) as e:
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-        print(f"uaspeech-prep prepare: {msg}")
-        return 2
+    return prepare(opts).exit_code  # errors: one line from uaspeech_prep.cli.main

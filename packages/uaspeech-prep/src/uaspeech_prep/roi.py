@@ -46,8 +46,11 @@ similarity transform to a reference face -> fixed-size mouth crop):
 
 from __future__ import annotations
 
+import atexit
 import math
 import os
+import re
+import weakref
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -184,7 +187,8 @@ class LipTracker:
         )
         self._opts = opts
         self._create = vision.FaceLandmarker.create_from_options
-        self._landmarker = self._create(opts)
+        self._landmarker = _without_mediapipe_chatter(self._create, opts)
+        _LIVE_TRACKERS.add(self)
         _ignore_stray_sigprof()
         self._fresh = True
         self.detect_width = int(params.detect_width)
@@ -197,7 +201,7 @@ class LipTracker:
         landmarker is recreated (~40 ms) unless it has seen no frame yet. IMAGE mode keeps no state."""
         if not self._fresh and not self.image_mode:
             self._landmarker.close()
-            self._landmarker = self._create(self._opts)
+            self._landmarker = _without_mediapipe_chatter(self._create, self._opts)
             self._fresh = True
         self._base = self._last_ts + 1000
 
@@ -541,6 +545,51 @@ def _ignore_stray_sigprof() -> None:
 def _quiet_mediapipe() -> None:
     os.environ.setdefault("GLOG_minloglevel", "2")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+# What mediapipe's C++ side (absl logging, which ignores GLOG_minloglevel) prints on every landmarker it
+# creates: informational, nothing a user can act on, and repeated per clip in VIDEO mode.
+_CHATTER = re.compile(r"^(?:W0000 .*(?:face_landmarker_graph|inference_feedback_manager)\.cc|"
+                      r"WARNING: Logging before InitGoogle\(\)|INFO: Created TensorFlow Lite XNNPACK delegate)")
+
+
+def _without_mediapipe_chatter(create, *args):
+    """``create(*args)`` with the C-level stderr captured; lines other than the known chatter are passed on
+    (a real error stays visible)."""
+    import sys
+    import tempfile
+
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # stderr replaced (pytest capture, notebooks)
+        return create(*args)
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as capture:
+        os.dup2(capture.fileno(), fd)
+        try:
+            return create(*args)
+        finally:
+            os.dup2(saved, fd)
+            os.close(saved)
+            capture.seek(0)
+            kept = [ln for ln in capture.read().decode(errors="replace").splitlines() if not _CHATTER.match(ln)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+
+
+# Trackers still open at exit are closed by atexit, while mediapipe still works (its own __del__ at
+# interpreter shutdown fails with a traceback).
+_LIVE_TRACKERS: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_trackers() -> None:
+    for tracker in list(_LIVE_TRACKERS):
+        try:
+            tracker.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 _quiet_mediapipe()

@@ -20,6 +20,7 @@ import cv2
 import soundfile as sf
 
 from uaspeech_prep import corpus
+from uaspeech_prep.index import wav_format_problem
 from uaspeech_prep.video_io import VideoError, find_temps, probe
 
 ROI_SIZE = 96
@@ -123,10 +124,26 @@ def validate_tree(root: str | Path, tolerance_s: float = 0.2, source: str | Path
     if not seen and not rep.findings:
         rep.findings.append(Finding("-", "empty_manifest", f"{manifest} lists no utterances"))
     if source is not None:
+        # what the preparation chose (prepare_report.json), unless the user says otherwise: checking a tree
+        # prepared with --mics M5 against every microphone of the source would report false gaps
+        chosen = _prepared_with(root)
+        mics = mics if mics is not None else chosen.get("mics")
+        variant = variant if variant is not None else chosen.get("variant")
+        if speakers is None and chosen.get("speakers"):  # partial runs: theirs and those in the manifest
+            speakers = sorted(set(chosen["speakers"]) | (set(rep.speakers) & set(corpus.SPEAKERS)))
         _check_against_index(rep, Path(source), root, speakers, mics, variant)
     for tmp in find_temps(root):
         rep.findings.append(Finding("-", "temp_file", f"left-over temporary file {tmp}"))
     return rep
+
+
+def _prepared_with(root: Path) -> dict:
+    """The index choices (mics, variant, speakers) recorded in ``root/prepare_report.json``; {} when there is none."""
+    try:
+        params = json.loads((root / "prepare_report.json").read_text(encoding="utf-8")).get("parameters") or {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {k: params.get(k) for k in ("mics", "variant", "speakers") if params.get(k)}
 
 
 def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen: set[str], lineno: int) -> None:
@@ -175,6 +192,10 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
             continue
         if info.frames == 0:
             bad("empty_audio", f"{mic}: {rel} has no samples")
+            continue
+        fmt = wav_format_problem(info.samplerate, info.channels)
+        if fmt:
+            bad("not_16k_mono", f"{mic}: {rel}: {fmt}")
             continue
         st.audio_ok += 1
 
@@ -239,7 +260,7 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
 
 
 def _check_against_index(rep: ValidationReport, source: Path, root: Path, speakers, mics, variant) -> None:
-    from uaspeech_prep.clips import FrameIndexError, parse_frame_index
+    from uaspeech_prep.clips import read_frame_index
     from uaspeech_prep.index import build_index
 
     idx = build_index(source, speakers=speakers, mics=mics, variant=variant, cross_check=False)
@@ -253,10 +274,10 @@ def _check_against_index(rep: ValidationReport, source: Path, root: Path, speake
     ranged: set[str] = set()
     for bv in idx.blocks.values():
         if bv.video is not None and bv.frame_index is not None:
-            try:
-                ranged.update(r.utt_id for r in parse_frame_index(bv.frame_index))
-            except FrameIndexError:
-                pass  # prepare reports it; no clip is expected from an unusable index
+            try:  # prepare reports bad lines; no clip is expected from them
+                ranged.update(r.utt_id for r in read_frame_index(bv.frame_index)[0])
+            except OSError:
+                pass
     for uid, u in idx.utterances.items():
         rec = records.get(uid)
         if rec is None:

@@ -238,7 +238,19 @@ class AtomicVideoWriter:
             raise VideoError(f"{self.path}: no frames to write")
         if not self.tmp.is_file() or self.tmp.stat().st_size == 0:
             self.tmp.unlink(missing_ok=True)
-            raise VideoError(f"{self.path}: the writer produced no file")
+            raise VideoError(f"{self.path}: the writer produced no file (is the disk full?)")
+        # OpenCV does not report a failed write (a full disk): read back what landed before the rename,
+        # so a truncated video never gets the final name (a rerun would take it for finished work)
+        try:
+            landed = probe(self.tmp).frame_count
+        except VideoError:
+            landed = 0
+        if landed != self.frames_written:
+            self.tmp.unlink(missing_ok=True)
+            raise VideoError(f"{self.path}: {self.frames_written} frames written but the file holds {landed} "
+                             "(is the disk full?): not committed; free space and rerun to resume")
+        with open(self.tmp, "rb") as fh:
+            os.fsync(fh.fileno())
         os.replace(self.tmp, self.path)
         return self.path
 

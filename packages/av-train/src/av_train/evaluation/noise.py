@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from av_eval import score_predictions, write_predictions
+from av_eval.cli_errors import ensure_output_dir, run_command
 from av_eval.predictions import atomic_write_text
 from av_eval.report import plot_routes_vs_snr, plot_wer_vs_snr, route_probs_per_level
 from av_fusion_models import log_mel
@@ -154,22 +155,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        ckpts = [c for arg in args.checkpoints for c in find_checkpoints(arg)]
-        if not ckpts:
-            raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
-        out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
-                             args.talkers, args.seed, args.device, progress=not args.no_progress,
-                             decode_vocabulary=args.decode_vocabulary)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"noise-eval: {e}", file=sys.stderr)
-        return 2
+    ckpts = [c for arg in args.checkpoints for c in find_checkpoints(arg)]
+    if not ckpts:
+        raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
+    ensure_output_dir(args.output)  # before minutes of decoding, not after
+    out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
+                         args.talkers, args.seed, args.device, progress=not args.no_progress,
+                         decode_vocabulary=args.decode_vocabulary)
     print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
     if out["routes_png"]:
         print(f"routes: {out['routes_png']}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("noise-eval", _main, argv)
 
 
 if __name__ == "__main__":

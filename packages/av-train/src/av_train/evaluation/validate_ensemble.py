@@ -17,9 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 
 from av_eval import score_predictions, summarize_reports, training_words, write_predictions, write_summary
+from av_eval.cli_errors import ensure_output_dir, run_command
 from av_eval.predictions import atomic_write_text
 from av_eval.report import comparison_table, plot_route_probs, route_probs_per_level, summary_table
-from av_train.config import ConfigError, load_config
+from av_train.config import load_config
 from av_train.evaluation.decoding import decode_runs
 from av_train.evaluation.loading import load_run
 
@@ -63,6 +64,8 @@ def run_validation(args: argparse.Namespace) -> dict:
     results = Path(cfg.output_root) / "results" / cfg.train_name
     out = Path(args.output_file) if args.output_file else results / f"{cfg.train_id}_seed_validation.json"
     pred_dir = out.with_name(out.stem + "_predictions")
+    ensure_output_dir(out.parent)
+    ensure_output_dir(pred_dir)
     words = None
     reports, loaded, routes = {}, [], {}
     for seed, ckpt in found:
@@ -110,14 +113,13 @@ def run_validation(args: argparse.Namespace) -> dict:
     return {"summary": summary, "paths": paths}
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run_validation(args)
-    except (ConfigError, FileNotFoundError, ValueError) as e:
-        print(f"validate-ensemble: {e}", file=sys.stderr)
-        return 2
+def _main(argv: list[str]) -> int:
+    run_validation(build_parser().parse_args(argv))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("validate-ensemble", _main, argv)
 
 
 if __name__ == "__main__":

@@ -6,10 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from av_train.checkpoints import CheckpointError
-from av_train.config import ConfigError
+from av_eval.cli_errors import run_command
+
 from av_train.export.hf import ExportError
-from av_train.model_factory import ModelLoadError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,24 +43,20 @@ def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
     return f"https://huggingface.co/{repo}"
 
 
-def main(argv: list[str] | None = None) -> int:
+def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        if args.format == "ct2":
-            if args.decode_vocabulary:
-                raise ExportError("--decode-vocabulary applies to --format hf (faster-whisper decodes open)")
-            from av_train.export.ct2 import export_ct2
+    if args.format == "ct2":
+        if args.decode_vocabulary:
+            raise ExportError("--decode-vocabulary applies to --format hf (faster-whisper decodes open)")
+        from av_train.export.ct2 import export_ct2
 
-            result = export_ct2(args.source, args.out_dir, args.quantization, overwrite=args.overwrite)
-        else:
-            if args.quantization:
-                raise ExportError("--quantization applies to --format ct2 only")
-            from av_train.export.hf import export_hf
+        result = export_ct2(args.source, args.out_dir, args.quantization, overwrite=args.overwrite)
+    else:
+        if args.quantization:
+            raise ExportError("--quantization applies to --format ct2 only")
+        from av_train.export.hf import export_hf
 
-            result = export_hf(args.source, args.out_dir, args.decode_vocabulary, overwrite=args.overwrite)
-    except (ExportError, ConfigError, CheckpointError, ModelLoadError, FileNotFoundError) as e:
-        print(f"av-cli export: {e}", file=sys.stderr)
-        return 2
+        result = export_hf(args.source, args.out_dir, args.decode_vocabulary, overwrite=args.overwrite)
     print(f"exported {result.run.cfg.train_id} ({result.run.cfg.modality}) to {result.path} [{args.format}]: "
           + ", ".join(result.files))
     if args.push_to_hub:
@@ -72,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             return 3
         print(f"uploaded to {url}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("av-cli export", _main, argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from av_eval.cli_errors import ensure_output_dir, run_command
 from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcessor, InputError, recognize_inputs
 from av_fusion_models.processing_av_whisper import PROCESSOR_CONFIG_NAME
 from av_train.inference.media import MediaError, is_video, read_audio, read_frames
@@ -122,13 +123,23 @@ def load_model(source: str | Path, device: str) -> tuple[AVWhisperForConditional
 
 # ------------------------------------------------------------------------------------------ media
 class MouthFinder:
-    """Face video -> 96 x 96 grey mouth crops at 25 fps, with uaspeech-prep's ROI code (as in prepare)."""
+    """Face video -> 96 x 96 grey mouth crops at 25 fps, with uaspeech-prep's ROI code (as in prepare).
+
+    ``last`` holds the crops of the latest call ([T, 96, 96] uint8), None when it found no mouth: the web
+    page (``av-cli serve``) shows the user what the model saw.
+    """
 
     def __init__(self, roi_input: bool):
         self.roi_input = roi_input
         self._tracker = None
+        self.last: np.ndarray | None = None
 
     def __call__(self, path: Path, fps_out: float) -> np.ndarray:
+        self.last = None
+        self.last = crops = self._crops(path, fps_out)
+        return crops
+
+    def _crops(self, path: Path, fps_out: float) -> np.ndarray:
         import cv2
 
         from uaspeech_prep.roi import RoiError, RoiParams, extract_roi, output_indices, shared_tracker
@@ -179,11 +190,15 @@ def load_inputs(item: Item, processor: AVWhisperProcessor, mouths: MouthFinder, 
 # ------------------------------------------------------------------------------------------ run
 def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: int = 5, num_beams: int | None = None,
                batch_size: int = 1, allow_audio_only: bool = False, roi_input: bool = False, level: str | None = None,
-               progress: bool = True) -> list[Outcome]:
-    """Recognise every item; failures are recorded per item (``Outcome.error``), never raised."""
+               progress: bool = True, mouths: MouthFinder | None = None) -> list[Outcome]:
+    """Recognise every item; failures are recorded per item (``Outcome.error``), never raised.
+
+    ``mouths``: a MouthFinder to use instead of a new ``MouthFinder(roi_input)``, so that a caller making many
+    calls (the web page) keeps one face tracker and reads the crops of its item from ``mouths.last``.
+    """
     from tqdm.auto import tqdm
 
-    mouths = MouthFinder(roi_input)
+    mouths = MouthFinder(roi_input) if mouths is None else mouths
     from dataclasses import replace
 
     audio_only = replace(processor, modality="audio")  # the same processor without the lips (--allow-audio-only)
@@ -281,11 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    from av_train.checkpoints import CheckpointError
-    from av_train.config import ConfigError
-    from av_train.export.hf import ExportError
-    from av_train.model_factory import ModelLoadError
+def _main(argv: list[str]) -> int:
     from av_train.vocabulary import decode_words
 
     args = build_parser().parse_args(argv)
@@ -302,20 +313,17 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("av-cli transcribe: --device cuda but no CUDA GPU is available; use --device cpu", file=sys.stderr)
         return 2
-    try:
-        items = expand_inputs(args.files)
-        import contextlib
+    if args.output:
+        ensure_output_dir(Path(args.output).parent or ".")  # before the model loads and the inputs are decoded
+    items = expand_inputs(args.files)
+    import contextlib
 
-        with contextlib.redirect_stdout(sys.stderr):  # stdout carries the results alone
-            model, processor = load_model(args.model, device)
-        if args.vocabulary is not None:
-            processor = processor.with_vocabulary(decode_words(args.vocabulary))
-        if model.config.routing_use_level and args.level is None:
-            raise TranscribeError(f"{args.model} routes with the speaker's level: pass --level very_low|low|mid|high")
-    except (TranscribeError, ConfigError, ExportError, CheckpointError, ModelLoadError, FileNotFoundError,
-            ValueError) as e:
-        print(f"av-cli transcribe: {e}", file=sys.stderr)
-        return 2
+    with contextlib.redirect_stdout(sys.stderr):  # stdout carries the results alone
+        model, processor = load_model(args.model, device)
+    if args.vocabulary is not None:
+        processor = processor.with_vocabulary(decode_words(args.vocabulary))
+    if model.config.routing_use_level and args.level is None:
+        raise TranscribeError(f"{args.model} routes with the speaker's level: pass --level very_low|low|mid|high")
     outcomes = transcribe(model, processor, items, args.top_k, args.beam, args.batch_size, args.allow_audio_only,
                           args.roi_input, args.level, progress=not args.no_progress)
     failed = [o for o in outcomes if o.error]
@@ -330,6 +338,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(text)
     return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_command("av-cli transcribe", _main, argv)
 
 
 if __name__ == "__main__":

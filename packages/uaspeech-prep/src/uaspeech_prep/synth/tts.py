@@ -25,8 +25,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.signal import firwin, resample_poly
 
-SAMPLE_RATE = 16_000
-"""Sample rate of everything this module returns (Hz)."""
+from uaspeech_prep.corpus import SAMPLE_RATE  # everything this module returns is at the corpus's rate
 
 # speak_lib.h constants
 _AUDIO_OUTPUT_SYNCHRONOUS = 2
