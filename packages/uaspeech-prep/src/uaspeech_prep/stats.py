@@ -156,10 +156,6 @@ def register(subparsers) -> argparse.ArgumentParser:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    try:
-        st = tree_stats(args.root, args.vocabulary, args.mics, args.variant)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"uaspeech-prep stats: {e}")
-        return 2
+    st = tree_stats(args.root, args.vocabulary, args.mics, args.variant)  # errors: one line (uaspeech_prep.cli)
     print(json.dumps(st.to_dict(), indent=2) if args.json else format_stats(st))
     return 0
