@@ -66,8 +66,33 @@ def test_import_ct2_converts_the_bundled_tiny_en(tmp_path, capsys):
     assert (dst / "config.json").is_file()
     assert any(dst.glob("*.safetensors"))
     assert "wrote Hugging Face Whisper" in capsys.readouterr().out
-    with pytest.raises(FileExistsError):
-        main(["import-ct2", "bundled-tiny.en", str(dst)])
+    # errors are one line naming the folder, exit 2
+    assert main(["import-ct2", "bundled-tiny.en", str(dst)]) == 2
+    assert str(dst) in capsys.readouterr().err
+    assert main(["import-ct2", "bundled-tiny.en", str(dst), "--overwrite"]) == 0  # an earlier conversion: replaced
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("years of work")
+    assert main(["import-ct2", "bundled-tiny.en", str(precious), "--overwrite"]) == 2
+    err = capsys.readouterr().err
+    assert "not an earlier conversion" in err and "Traceback" not in err
+    assert (precious / "chapter1.tex").read_text() == "years of work"
+    assert main(["import-ct2", str(tmp_path / "no_such_ct2"), str(tmp_path / "x")]) == 2
+    assert "no_such_ct2" in capsys.readouterr().err
+
+
+def test_errors_of_every_command_are_one_line_in_a_real_process(tmp_path):
+    """As a user sees it: a fresh process, stderr holds one line, no traceback; --debug brings it back."""
+    nope = tmp_path / "nope"
+    for args in (["eval", str(nope)], ["prepare", "--source", str(nope), "--output", str(tmp_path / "o")],
+                 ["import-ct2", str(nope), str(tmp_path / "d")]):
+        proc = subprocess.run([sys.executable, "-m", "av_cli", *args], capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1 and str(nope) in lines[0] and "Traceback" not in proc.stderr, proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "av_cli", "eval", str(nope), "--debug"], capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
 @pytest.mark.slow

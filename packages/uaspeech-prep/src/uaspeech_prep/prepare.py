@@ -590,6 +590,11 @@ def _read_existing_manifest(path: Path) -> list[dict]:
     return recs
 
 
+def _speaker_folders(audio_root: Path) -> list[str]:
+    return sorted(d.name for d in audio_root.iterdir() if d.is_dir() and d.name in corpus.SPEAKERS) \
+        if audio_root.is_dir() else []
+
+
 def _check_writable(dst: Path) -> None:
     """A read-only or full output fails here, before hours of work, not at the report."""
     check = temp_path_for(dst / ".write-check")
@@ -655,7 +660,8 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
         if absent:
             raise ValueError(
                 f"--speakers {' '.join(absent)}: no usable audio for them under {index.audio_root} "
-                f"(speakers there: {' '.join(index.speakers) or 'none'}); check the names or the --source")
+                f"(speaker folders there: {' '.join(_speaker_folders(index.audio_root)) or 'none'}); check the names "
+                "or the --source")
     elif not index.utterances:
         raise ValueError(f"no usable UASpeech audio under {index.audio_root}: is --source the release's root "
                          "(it holds audio/ and video/)?")
