@@ -16,6 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from av_eval import Report, write_predictions
+from av_eval.cli_errors import ensure_output_dir
 from av_eval.predictions import atomic_write_text
 from av_eval.report import write_report
 from av_train.checkpoints import load_checkpoint_safely, load_state_dict_safely
@@ -145,6 +146,9 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
 
     fresh = is_fresh(cfg)
     try:
+        # a read-only or full output fails now, not at the first checkpoint after an epoch of work
+        ensure_output_dir(cfg.checkpoint_dir, "run folder")
+        ensure_output_dir(cfg.results_dir, "results folder")
         with RunLock(cfg.checkpoint_dir):
             if not cfg.validate_model:  # validation reads best.ckpt and leaves the run as it is
                 check_reuse(cfg)
