@@ -36,6 +36,8 @@ PASSTHROUGH: dict[str, tuple[str, str, tuple[str, ...], str]] = {
                "export a run as a pickle-free model folder (hf) or for faster-whisper (ct2)"),
     "transcribe": ("av_train.inference.transcribe", "main", (),
                    "recognise your own recordings (video with sound, audio, mouth crops) with a model"),
+    "serve": ("av_train.serve.cli", "main", (),
+              "a web page to try a model: upload or record a face video, see the word, mouth crops and route"),
 }
 
 
