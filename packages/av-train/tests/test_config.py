@@ -63,8 +63,14 @@ def test_effective_fusion_location_and_seed_paths():
     assert cfg.results_dir == Path("results/uaspeech/run")
 
 
-def test_save_and_reload_round_trip(tmp_path):
-    cfg = from_dict(base(modality="audio_visual", speakers=["M09", "F02"], speaker_weights={"M09": 2.0}))
+@pytest.mark.parametrize("options", [
+    {"modality": "audio_visual", "speakers": ["M09", "F02"], "speaker_weights": {"M09": 2.0}},
+    {},  # a saved config lists every option, those of other modes at their defaults
+    {"finetune": "lora", "lora_rank": 4, "lora_targets": "attention_mlp"},
+    {"modality": "video"},
+], ids=["av", "audio", "lora", "video"])
+def test_save_and_reload_round_trip(tmp_path, options):
+    cfg = from_dict(base(**options))
     path = cfg.save(tmp_path / "config.yaml")
     assert load_config(path) == cfg
 

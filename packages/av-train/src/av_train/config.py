@@ -100,6 +100,19 @@ class TrainingConfig:
     """Freeze Whisper's own weights (the fusion blocks, video encoder and router still train)."""
     unfreeze_mlp_layers: bool = False
     """With freeze_whisper: also train the encoder and decoder feed-forward layers (fc1, fc2)."""
+    finetune: Literal["full", "lora"] = "full"
+    """How Whisper's own weights train: ``full`` (all of them) or ``lora`` (frozen, plus low-rank adapters with
+    PEFT; merged into plain weights on export and evaluation). Fusion blocks, video encoder and router train in
+    full either way."""
+    lora_rank: int = 8
+    """finetune: lora: rank r of each adapter."""
+    lora_alpha: float = 16.0
+    """finetune: lora: scale numerator (the update is alpha / r * B A)."""
+    lora_dropout: float = 0.05
+    """finetune: lora: dropout on the adapters' input."""
+    lora_targets: Literal["attention", "attention_mlp"] = "attention"
+    """finetune: lora: adapt the attention projections (q, k, v, out of self- and cross-attention), or those
+    and the feed-forward layers (fc1, fc2)."""
     soft_fusion_routing: bool = False
     """A FusionRouter predicts per sample P(encoder only), P(decoder only), P(both) and scales the encoder and
     decoder fusion (fusion blocks in both)."""
@@ -389,6 +402,20 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
     if (cfg.routing_use_level or cfg.router_train_only or cfg.router_emits_gates) and not cfg.soft_fusion_routing:
         key = next(k for k in ("routing_use_level", "router_train_only", "router_emits_gates") if getattr(cfg, k))
         raise ConfigError(f"{source}: {key!r} needs soft_fusion_routing: true")
+    if cfg.finetune == "lora":
+        if cfg.freeze_whisper or cfg.router_train_only:
+            key = "freeze_whisper" if cfg.freeze_whisper else "router_train_only"
+            raise ConfigError(f"{source}: finetune: lora already freezes Whisper's weights (it trains adapters); "
+                              f"remove {key!r} or use finetune: full")
+        if cfg.lora_rank < 1 or cfg.lora_alpha <= 0 or not 0.0 <= cfg.lora_dropout < 1.0:
+            raise ConfigError(f"{source}: LoRA needs lora_rank >= 1, lora_alpha > 0 and lora_dropout in [0, 1)")
+    else:
+        # (a saved config.yaml lists every option: only a value other than the default is a contradiction)
+        set_lora = [k for k in ("lora_rank", "lora_alpha", "lora_dropout", "lora_targets")
+                    if k in explicit and getattr(cfg, k) != _FIELDS[k].default]
+        if set_lora:
+            raise ConfigError(f"{source}: {set_lora[0]!r} applies to finetune: lora only; set finetune: lora or "
+                              "remove it")
     if cfg.unfreeze_mlp_layers and not cfg.freeze_whisper:
         raise ConfigError(f"{source}: 'unfreeze_mlp_layers' only makes sense with freeze_whisper: true")
     if cfg.video_dropout + cfg.audio_dropout >= 1.0:

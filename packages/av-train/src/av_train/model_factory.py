@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import pickle
+from pathlib import Path
 
 import torch
 
@@ -106,6 +107,38 @@ def load_video_encoder_weights(model, path: str) -> None:
     )
 
 
+class _lora_of:
+    """Warm start from a LoRA run: its checkpoint names PEFT's layers. Adapters shaped as that run's config.yaml
+    says are put on ``model`` for the load, then merged into plain weights (and every parameter trainable again:
+    this run's own policy is applied afterwards). A plain checkpoint passes through untouched."""
+
+    def __init__(self, ckpt: str, state: dict, model):
+        from av_train.lora import has_lora_keys
+
+        self.ckpt, self.model, self.active = Path(ckpt), model, has_lora_keys(state)
+
+    def __enter__(self):
+        if self.active:
+            from av_train.config import load_config
+            from av_train.lora import add_lora
+
+            try:
+                src = load_config(self.ckpt.parent / "config.yaml")
+            except ConfigError as e:
+                raise CheckpointError(f"{self.ckpt} holds LoRA adapters, and the shape of them is in its run's "
+                                      f"config.yaml, which cannot be read: {e}") from None
+            add_lora(self.model, src.lora_rank, src.lora_alpha, src.lora_dropout, src.lora_targets)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.active:
+            from av_train.lora import merge_lora
+
+            merge_lora(self.model)
+            for p in self.model.parameters():
+                p.requires_grad_(True)
+
+
 def build_model(cfg: TrainingConfig):
     """-> (model, tokenizer, n_mels, names of parameters added around Whisper)."""
     whisper, tokenizer = load_whisper(cfg.model_name, cfg.local_model_only)
@@ -116,7 +149,8 @@ def build_model(cfg: TrainingConfig):
         audio_model = AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(fusion_location="none"))
         state = _strip(load_state_dict_safely(audio_ckpt), "model.")
         try:
-            audio_model.load_state_dict(state, strict=True)
+            with _lora_of(audio_ckpt, state, audio_model):
+                audio_model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise CheckpointError(
                 f"pt_audio_ckpt {audio_ckpt} does not match {cfg.model_name}: {e}. "
@@ -145,7 +179,8 @@ def build_model(cfg: TrainingConfig):
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
         state = _strip(load_state_dict_safely(video_ckpt), "model.")
-        result = model.load_state_dict(state, strict=False)
+        with _lora_of(video_ckpt, state, model):
+            result = model.load_state_dict(state, strict=False)
         missing = [k for k in result.missing_keys if "router" not in k]
         if missing or result.unexpected_keys:
             raise CheckpointError(
@@ -156,6 +191,11 @@ def build_model(cfg: TrainingConfig):
         print(f"initialised the audio-visual model from {video_ckpt}"
               + (f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else ""))
 
+    if cfg.finetune == "lora":
+        from av_train.lora import add_lora
+
+        n = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
+        print(f"LoRA: rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g} on {n} Whisper layers ({cfg.lora_targets})")
     if cfg.freeze_whisper:
         freezing.freeze_whisper(model)
         if cfg.unfreeze_mlp_layers:

@@ -84,6 +84,10 @@ def load_run(checkpoint: str | Path, data: str | Path | None = None, device: tor
             f"{checkpoint} does not fit the model described by its config.yaml ({cfg.model_name}, "
             f"fusion {cfg.effective_fusion_location}): {str(e)[:500]}"
         ) from None
+    if cfg.finetune == "lora":  # adapters folded into plain weights: the same outputs, no PEFT layers downstream
+        from av_train.lora import merge_lora
+
+        merge_lora(model)
     device = torch.device(device) if device is not None else default_device()
     model.to(device).eval()
     return LoadedRun(checkpoint, cfg, model, TargetEncoder(tokenizer, char_level=cfg.char_level), n_mels)

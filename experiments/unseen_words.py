@@ -1,0 +1,229 @@
+"""Unseen words: does fine-tuning on dysarthric speech keep Whisper's open vocabulary?
+
+    uv run python experiments/unseen_words.py --workdir unseen_out                     # synthetic corpus
+    uv run python experiments/unseen_words.py --workdir unseen_out --prepared DIR \\
+        --model openai/whisper-small                                                 # the real UASpeech
+
+UASpeech's test block B2 has 155 common words (also in the training blocks B1, B3) and 100 uncommon words
+that occur in no training block: their WER measures whether a fine-tuned model still recognises words it was
+not taught, or has become a classifier of its training words. This script trains every variant on the same
+budget and scores each on B2 per level, seen and unseen words apart, with open decoding and constrained to
+UASpeech's closed word list (449 distinct words of the 455-entry list).
+
+Variants (``--variants``; each is the study's base config plus the keys shown in the table it prints):
+zero_shot (Whisper as downloaded), full fine-tunes at two learning rates, feed-forward layers only,
+LoRA on the attention projections and on attention + feed-forward layers, and word-level instead of
+character-level targets.
+
+Without ``--prepared`` the corpus is the synthetic ``full`` size (all 255 words per block, so B2 holds the 100
+unseen uncommon words, real English words spoken by the same espeak voices) for ``--speakers`` (default one per
+intelligibility level), microphone M5, audio only (no lip ROIs: this study is about the audio path). Everything
+is resumable: a finished variant's scores are kept in ``<workdir>/variants/<name>.json`` and not redone.
+
+Output: ``<workdir>/results.json`` and ``results.md`` (the tables; docs/RESULTS.md quotes them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+LEVELS = ("very_low", "low", "mid", "high")
+DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+BASE = {
+    "train_name": "unseen", "modality": "audio", "char_level": True, "microphones": ["M5"], "batch_size": 16,
+    "learning_rate": 1.0e-4, "warmup_steps": 20, "lr_schedule": "cosine", "label_smoothing": 0.1,
+    "spec_augment": True, "validation_decoding": "teacher_forced", "early_stopping_metric": "val/cer",
+    "early_stopping_patience": 3, "max_new_tokens": 40, "num_workers": 1, "progress_bar": False,
+    "local_model_only": True,
+}
+VARIANTS: dict[str, dict] = {
+    "zero_shot": {"validate_model": True, "char_level": False},
+    "full_lr1e-4": {},
+    "full_lr1e-5": {"learning_rate": 1.0e-5},
+    "mlp_only_lr1e-4": {"freeze_whisper": True, "unfreeze_mlp_layers": True},
+    "lora_attn_r8": {"finetune": "lora", "lora_rank": 8, "lora_alpha": 16.0, "learning_rate": 1.0e-3},
+    "lora_attn_mlp_r16": {"finetune": "lora", "lora_rank": 16, "lora_alpha": 32.0, "lora_targets": "attention_mlp",
+                          "learning_rate": 1.0e-3},
+    "word_full_lr1e-5": {"char_level": False, "learning_rate": 1.0e-5},
+}
+DEFAULT_SPEAKERS = ("M12", "M16", "F04", "F05")  # very_low, low, mid, high
+
+
+def ensure_model(model: str, work: Path) -> str:
+    """A local Hugging Face Whisper: ``model`` itself, or the bundled tiny.en converted once (offline)."""
+    if model != "bundled-tiny.en":
+        return model
+    out = work / "models" / "whisper-tiny.en"
+    if not (out / "config.json").is_file():
+        from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+
+        convert_ct2_to_hf(bundled_tiny_en_dir(), out, overwrite=out.exists())
+    return str(out)
+
+
+def ensure_corpus(work: Path, speakers: list[str], seed: int) -> Path:
+    from uaspeech_prep.cli import main as prep_main
+
+    release, prepared = work / "corpus_release", work / "corpus"
+    marker = work / ".synth.done"
+    if not marker.is_file():
+        rc = prep_main(["synth", "--output", str(release), "--size", "full", "--speakers", *speakers, "--mics", "M5",
+                        "--seed", str(seed), "--overwrite", "--no-progress"])
+        if rc:
+            raise SystemExit(rc)
+        marker.write_text("ok\n")
+    if not (prepared / "manifest.jsonl").is_file():
+        rc = prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--skip-roi", "--quiet",
+                        "--workers", "2"])
+        if rc:
+            raise SystemExit(rc)
+    return prepared
+
+
+def spoken_digits(text: str) -> str:
+    """Zero-shot Whisper writes a spoken digit as a numeral ("3."); the reference is the word."""
+    t = text.strip().rstrip(".!?").strip()
+    return DIGITS[int(t)] if t.isdigit() and len(t) == 1 else text
+
+
+def scores(preds, seen_words: set[str]) -> dict:
+    """WER per level and total, for seen and unseen words apart (percent)."""
+    from av_eval import score_predictions
+    from av_eval.normalize import normalize
+
+    out = {}
+    for part in ("seen", "unseen"):
+        sub = [p for p in preds if (normalize(p.reference) in seen_words) == (part == "seen")]
+        if not sub:
+            continue
+        rep = score_predictions(sub)
+        out[part] = {"total": 100 * rep.total.wer, "n": rep.total.n,
+                     **{lvl: 100 * rep.per_level[lvl].wer for lvl in LEVELS if lvl in rep.per_level}}
+    return out
+
+
+def run_variant(name: str, cfg, work: Path) -> dict:
+    """Train (unless zero-shot), then decode B2 open and closed; returns the variant's record."""
+    import torch
+
+    from av_train.data.targets import TargetEncoder
+    from av_train.evaluation.decoding import decode_runs
+    from av_train.evaluation.loading import LoadedRun, load_run
+    from av_train.model_factory import build_model
+    from av_train.pipeline import main_train
+
+    t0 = time.perf_counter()
+    if cfg.validate_model:
+        model, tokenizer, n_mels, _ = build_model(cfg)
+        model.eval()
+        run = LoadedRun(Path("-"), cfg, model, TargetEncoder(tokenizer, char_level=cfg.char_level), n_mels)
+    else:
+        main_train(cfg)
+        run = load_run(cfg.checkpoint_dir / "best.ckpt", device="cpu")
+    train_s = time.perf_counter() - t0
+    record = {"variant": name, "config": {k: v for k, v in VARIANTS[name].items()}, "train_s": round(train_s, 1),
+              "epochs_run": _epochs(cfg)}
+    for vocab in ("open", "uaspeech"):
+        t1 = time.perf_counter()
+        with torch.no_grad():
+            preds = decode_runs([run], "B2", progress=False, decode_vocabulary=vocab)
+        preds = [replace(p, hypothesis=spoken_digits(p.hypothesis)) for p in preds]
+        record[vocab] = scores(preds, _seen_words(cfg))
+        record[f"decode_s_{vocab}"] = round(time.perf_counter() - t1, 1)
+        (work / "variants").mkdir(parents=True, exist_ok=True)
+        from av_eval import write_predictions
+
+        write_predictions(work / "variants" / f"{name}_{vocab}_predictions_B2.jsonl", preds)
+    return record
+
+
+def _epochs(cfg) -> int | None:
+    last = cfg.checkpoint_dir / "last.ckpt"
+    if not last.is_file():
+        return None
+    from av_train.checkpoints import load_checkpoint_safely
+
+    epoch = load_checkpoint_safely(last).get("epoch")
+    return None if epoch is None else int(epoch) + 1
+
+
+_SEEN: dict[str, set[str]] = {}
+
+
+def _seen_words(cfg) -> set[str]:
+    if cfg.uaspeech_root not in _SEEN:
+        from av_eval.metrics import training_words
+        from av_eval.normalize import normalize
+
+        _SEEN[cfg.uaspeech_root] = {normalize(w) for w in training_words(cfg.uaspeech_root)}
+    return _SEEN[cfg.uaspeech_root]
+
+
+def table(records: list[dict], vocab: str, part: str) -> str:
+    lines = [f"| variant | {' | '.join(LEVELS)} | total | n |", "|---|" + "---:|" * (len(LEVELS) + 2)]
+    for r in records:
+        s = r.get(vocab, {}).get(part)
+        if s:
+            cells = " | ".join(f"{s[lvl]:.1f}" if lvl in s else "-" for lvl in LEVELS)
+            lines.append(f"| {r['variant']} | {cells} | {s['total']:.1f} | {s['n']} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workdir", type=Path, default=Path("unseen_out"))
+    ap.add_argument("--prepared", type=Path, help="a prepared tree (default: synthesize the full-size corpus)")
+    ap.add_argument("--model", default="bundled-tiny.en", help="Whisper (local folder or hub name; default the "
+                                                                "bundled tiny.en, offline)")
+    ap.add_argument("--speakers", nargs="+", default=list(DEFAULT_SPEAKERS))
+    ap.add_argument("--epochs", type=int, default=3, help="max_epochs of every trained variant (same budget)")
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--seed", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    from av_train.config import from_dict
+
+    work = args.workdir.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    model = ensure_model(args.model, work)
+    prepared = args.prepared.resolve() if args.prepared else ensure_corpus(work, args.speakers, args.seed)
+    records = []
+    for name in args.variants:
+        done = work / "variants" / f"{name}.json"
+        if done.is_file():
+            records.append(json.loads(done.read_text()))
+            print(f"{name}: done before ({done})")
+            continue
+        cfg = from_dict({**BASE, "uaspeech_root": str(prepared), "model_name": model, "output_root": str(work),
+                         "speakers": args.speakers, "train_id": name, "max_epochs": args.epochs, "seed": args.seed,
+                         **VARIANTS[name]})
+        print(f"=== {name}: {VARIANTS[name] or 'base recipe'}", flush=True)
+        rec = run_variant(name, cfg, work)
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_text(json.dumps(rec, indent=2) + "\n")
+        records.append(rec)
+        print(json.dumps({k: rec[k] for k in ("open", "uaspeech", "train_s")}), flush=True)
+
+    md = [f"# Unseen words: B2 WER (%) per level, corpus {prepared}, model {args.model}, speakers "
+          f"{' '.join(args.speakers)}, {args.epochs} epochs", ""]
+    for vocab, title in (("open", "open decoding"), ("uaspeech", "closed UASpeech vocabulary")):
+        for part in ("unseen", "seen"):
+            md += [f"## {part} words, {title}", "", table(records, vocab, part), ""]
+    md += ["## Cost (2 CPU cores unless stated)", "", "| variant | epochs | train s | decode s (open) |",
+           "|---|---:|---:|---:|"]
+    md += [f"| {r['variant']} | {r.get('epochs_run') or '-'} | {r['train_s']:.0f} | {r['decode_s_open']:.0f} |"
+           for r in records]
+    (work / "results.md").write_text("\n".join(md) + "\n")
+    (work / "results.json").write_text(json.dumps(records, indent=2) + "\n")
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
