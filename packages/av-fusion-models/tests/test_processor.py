@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -197,3 +198,7 @@ def test_recognize_lip_reader_and_router(tokenizer):
     [r] = recognize(router, proc, audio=rng.normal(0, 0.1, 16000).astype(np.float32), video=video)
     assert set(r.route_probs) == {"encoder_only", "decoder_only", "both"}
     assert abs(sum(r.route_probs.values()) - 1.0) < 1e-5
+    # the sound alone (a face-less video with --allow-audio-only): nothing is routed, and it says so
+    audio, hearing = rng.normal(0, 0.1, 16000).astype(np.float32), replace(proc, modality="audio")
+    [alone] = recognize(router, hearing, audio=audio)
+    assert alone.route_probs is None and alone.text == recognize(router, hearing, audio=audio)[0].text

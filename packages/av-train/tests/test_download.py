@@ -20,7 +20,7 @@ def test_other_forms():
 def test_unknown_name_suggests_nearest():
     with pytest.raises(DownloadError, match=r"unknown Whisper model 'smal'.*Did you mean 'small'"):
         repo_id_for("smal")
-    assert main(["larg-v3"]) == 1
+    assert main(["larg-v3"]) == 2  # a user error: one line, exit 2 (README "Errors and exit codes")
 
 
 def test_no_network_explains_what_to_do(tmp_path, capsys):
@@ -37,6 +37,6 @@ def test_offline_mode_cli_exit_status(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants as c
 
     monkeypatch.setattr(c, "HF_HUB_OFFLINE", True)
-    assert main(["base.en", "--cache-dir", str(tmp_path / "hf")]) == 1
+    assert main(["base.en", "--cache-dir", str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err
     assert "openai/whisper-base.en" in err and "av-cli download-model base.en --output DIR" in err

@@ -234,10 +234,6 @@ def test_bad_uploads_are_sentences_in_the_page(server, clips, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="av_fusion_models.recognize_inputs reads fusion.route.route_probs, which is None when a "
-                          "router model gets the sound alone (AttributeError; av-cli transcribe --allow-audio-only "
-                          "crashes the same way); the page survives it")
 def test_sound_alone_when_no_face_router(server, clips):
     c = client(server.url)
     alone = recognise(c, video=clips / "noface.mp4", sound_alone=True)

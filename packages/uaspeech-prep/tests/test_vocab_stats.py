@@ -112,5 +112,7 @@ def test_stats_of_a_prepared_tree(tmp_path, capsys):
     assert (st.kind, st.counts.total, st.wavs, st.clips, st.rois) == ("prepared", 3, 3, 3, 0)
     assert dict(st.counts.test_seen) == {"unseen": 1, "seen": 1}
     assert len(st.problems) == 1 and "manifest.jsonl:4" in st.problems[0]
+    capsys.readouterr()
     assert cli_main(["stats", str(tmp_path / "nowhere")]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    out = capsys.readouterr()  # errors are one line on stderr, naming the folder
+    assert "nowhere: source folder does not exist" in out.err and out.out == ""

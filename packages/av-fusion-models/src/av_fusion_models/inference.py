@@ -163,6 +163,7 @@ def recognize_inputs(
         fusion = model.prepare_fusion(inputs.get("input_features"), inputs.get("video"),
                                       inputs.get("video_padding_mask"), inputs.get("levels"),
                                       inputs.get("input_lengths"), modality_dropout=False)
-        probs = fusion.route.route_probs.float().cpu()
-        routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in probs]
+        if fusion.route is not None:  # no video (sound alone): nothing was routed, routes stay None
+            probs = fusion.route.route_probs.float().cpu()
+            routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in probs]
     return [Recognition(t, r, rp) for t, r, rp in zip(texts, ranked, routes)]

@@ -146,8 +146,9 @@ def _serve(args: argparse.Namespace, workspace, stopper: Stopper) -> int:
                        inbrowser=False, quiet=True, show_error=False, ssr_mode=False, mcp_server=False, pwa=False,
                        enable_monitoring=False, max_file_size=f"{args.max_upload_mb}mb", css=CSS,
                        footer_links=["api", "settings"])
-        except OSError as e:
-            print(f"av-cli serve: cannot serve on {args.host}:{args.port} ({e}); pass another --port, or stop "
+        except OSError as e:  # gradio: "Cannot find empty port in range ..." (its advice names its own knobs)
+            why = "the port is in use" if "empty port" in str(e) else str(e)
+            print(f"av-cli serve: cannot serve on {args.host}:{args.port}: {why}; pass another --port, or stop "
                   "what uses it", file=sys.stderr)
             return 2
         stopper.serving = True
