@@ -39,16 +39,20 @@ VARIANTS: dict[str, dict] = {
     "babble+gate_init+audio_dropout": {**OLD, "noise_type": "babble", "gate_init": 0.1, "audio_dropout": 0.3},
     # from the lip-reading stage (fusion in both, as the lip reader has it)
     "lip_init": {**OLD, "fusion_location": "both", "pt_video_ckpt": LIP},
-    # the chosen recipe: configs/demo_av.yaml as it is (lip-reading init, babble, audio dropout, fusion in both),
-    # its pieces taken away one at a time, and the other fusion locations
+    # the chosen recipe: configs/demo_av.yaml as it is (lip-reading init, babble, audio dropout, decoder fusion)
+    # and its pieces taken away one at a time
     "recipe": {},
     "recipe-audio_dropout": {"audio_dropout": 0.0},
     "recipe-babble": {"noise_type": "white"},
     "recipe-lip_init": {"pt_video_ckpt": None},
     "recipe_mixed_noise": {"noise_type": "mixed"},
+    # every fusion location on equal footing: the lip reader's video encoder (video_encoder_ckpt), fresh gated
+    # blocks at gate_init 0.1, babble and audio dropout as in the recipe
     "recipe_decoder": {"fusion_location": "decoder", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
     "recipe_encoder": {"fusion_location": "encoder", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
-    "recipe_router": {"soft_fusion_routing": True},
+    "recipe_both": {"fusion_location": "both", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
+    "recipe_router": {"fusion_location": "both", "soft_fusion_routing": True, "pt_video_ckpt": None,
+                      "video_encoder_ckpt": LIP},
 }
 
 
@@ -82,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snrs", nargs="+", default=["clean", "0", "-5"])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--lip-config", default="demo_lip.yaml")
+    p.add_argument("--lip-run", default=None, metavar="TRAIN_ID",
+                   help="reuse this finished lip reader of the workdir (e.g. demo_lip, which `av-cli demo` trained "
+                        "with demo_lip.yaml and the same seed) instead of training lip_<seed>")
+    p.add_argument("--reuse", nargs="*", default=[], metavar="VARIANT=TRAIN_ID",
+                   help="count a finished run of the workdir as a variant (e.g. recipe=demo_av: the demo's own "
+                        "audio-visual stage is the recipe with --lip-run demo_lip and the same seed)")
     p.add_argument("--tag", default="", help="results_<tag>.json: lets several processes share one workdir (start "
                    "them after the lip-reading stage is done); the table merges every results*.json")
     args = p.parse_args(argv)
@@ -97,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     common = {"uaspeech_root": str(work / "corpus"), "model_name": str(work / "models" / "whisper-tiny.en"),
               "local_model_only": True, "output_root": str(work), "seed": args.seed, "pt_audio_ckpt": str(audio_ckpt),
               "train_name": "lip_recipe", "progress_bar": False}
-    out_dir = work / "results" / "lip_recipe"
+    # one folder per training seed: the same variant names, other runs
+    out_dir = work / "results" / ("lip_recipe" if args.seed == 1 else f"lip_recipe_seed{args.seed}")
     results_file = out_dir / (f"results_{args.tag}.json" if args.tag else "results.json")
     results = json.loads(results_file.read_text()) if results_file.is_file() else {}
     if "lip" not in results and (out_dir / "results.json").is_file():  # the lip reader of an earlier process
@@ -105,7 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         if results["lip"] is None:
             del results["lip"]
 
-    lip_id = f"lip_{args.seed}"
+    lip_id = args.lip_run or f"lip_{args.seed}"
+    if "lip" not in results and args.lip_run:
+        found = work / "weights" / "checkpoint" / lip_id / "best.ckpt"
+        if not found.is_file():
+            print(f"{found} is missing: --lip-run names a finished lip reader of the workdir", file=sys.stderr)
+            return 2
+        results["lip"] = {"train_id": lip_id, "reused": True}
     if "lip" not in results:
         rec = GateRecorder()
         cfg, res, secs = train(args.lip_config, {**common, "train_id": lip_id}, rec)
@@ -113,6 +130,13 @@ def main(argv: list[str] | None = None) -> int:
                           "wer": res.report.total.wer if res.report else None}
         atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
     lip_ckpt = str(work / "weights" / "checkpoint" / lip_id / "best.ckpt")
+
+    for pair in args.reuse:
+        name, _, train_id = pair.partition("=")
+        if name not in VARIANTS or not (work / "weights" / "checkpoint" / train_id / "best.ckpt").is_file():
+            print(f"--reuse {pair}: needs a variant name and a finished run of {work}", file=sys.stderr)
+            return 2
+        results.setdefault(name, {"train_id": train_id, "reused": True})
 
     elsewhere = {}
     for f in out_dir.glob("results*.json"):  # runs trained by other processes
@@ -148,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for n in todo:
             key = _train_id(results, n, ckpts)  # noise-eval names each run by its train_id
             gates = {}
-            gates_file = work / "results" / ("lip_recipe" if n != "audio" else "demo") / key / "gates.json"
-            if gates_file.is_file():
+            for gates_file in (work / "results").glob(f"*/{key}/gates.json"):  # lip_recipe/ or demo/ (reused)
                 gates = json.loads(gates_file.read_text())
             results[f"eval:{n}"] = {"babble": curves[key], "gates": gates}
         atomic_write_text(results_file, json.dumps(results, indent=2) + "\n")
@@ -166,7 +189,41 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_text(out_dir / "table.md", table)
     plot_trajectories(merged, out_dir / "gate_trajectories.png")
     print(table)
+    seeds = seed_table(work, snr="0")
+    if seeds:
+        atomic_write_text(work / "results" / "lip_recipe_seeds.md", seeds)
+        print(seeds)
     return 0
+
+
+def seed_table(work: Path, snr: str = "0") -> str:
+    """Per variant measured under several training seeds: WER at ``snr`` per seed and the gain over the audio-only
+    model with the t-interval of its mean over seeds (av_eval.aggregate.summarize)."""
+    from av_eval.aggregate import summarize
+
+    by_variant: dict[str, dict[int, float]] = {}
+    audio: dict[int, float] = {}
+    for folder in sorted((work / "results").glob("lip_recipe*")):
+        seed = int(folder.name.removeprefix("lip_recipe_seed")) if folder.name != "lip_recipe" else 1
+        merged = {}
+        for f in sorted(folder.glob("results*.json")):
+            merged.update(json.loads(f.read_text()))
+        for key, val in merged.items():
+            if key.startswith("eval:") and snr in val["babble"]:
+                name = key.removeprefix("eval:")
+                (audio if name == "audio" else by_variant.setdefault(name, {}))[seed] = val["babble"][snr]["total"]
+    lines = [f"| variant | seeds | WER at {snr} dB per seed | audio-only | gain (mean) | 95 % CI over seeds |",
+             "|---|---|---|---:|---:|---|"]
+    for name, wers in by_variant.items():
+        seeds = sorted(s for s in wers if s in audio)
+        if len(seeds) < 2:
+            continue
+        st = summarize([audio[s] - wers[s] for s in seeds])
+        lines.append(f"| {name} | {', '.join(map(str, seeds))} | "
+                     + " / ".join(f"{100 * wers[s]:.1f}" for s in seeds)
+                     + f" | {100 * audio[seeds[0]]:.1f} | {100 * st.mean:+.1f} | "
+                     f"[{100 * st.ci95_low:+.1f}, {100 * st.ci95_high:+.1f}] |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def _train_id(results: dict, name: str, ckpts: dict) -> str:

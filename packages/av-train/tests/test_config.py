@@ -135,3 +135,14 @@ def test_precision_is_checked_and_auto_resolves():
 
     if not torch.cuda.is_available():
         assert resolve_precision("auto") == "32-true"
+
+
+def test_broken_yaml_is_one_line_with_its_position(tmp_path):
+    f = tmp_path / "broken.yaml"
+    f.write_text("batch_size: 8\n: : bad [\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(f)
+    assert str(err.value).startswith(f"{f}:2:1: not valid YAML (") and "\n" not in str(err.value)
+    f.write_bytes(b"\xc1\xff\x00")
+    with pytest.raises(ConfigError, match="not a text file"):
+        load_config(f)

@@ -151,6 +151,11 @@ def test_cli_builds_and_refuses(tmp_path, capsys):
     bad = _parse(["synth", "-o", str(tmp_path / "other"), "--size", "tiny", "--no-progress"])
     assert bad.func(bad) == 2
     assert "not empty" in capsys.readouterr().err
+    (tmp_path / "a_file").write_text("x")
+    on_file = _parse(["synth", "-o", str(tmp_path / "a_file"), "--size", "tiny"])  # progress bar on
+    assert on_file.func(on_file) == 2
+    err = capsys.readouterr().err
+    assert err == f"uaspeech-prep synth: error: {tmp_path / 'a_file'} is a file, not a folder: choose another --output\n"
     unknown = _parse(["synth", "-o", str(tmp_path / "u"), "--speakers", "X99", "--no-progress"])
     assert unknown.func(unknown) == 2
     defaults = _parse(["synth", "-o", str(tmp_path / "d")])

@@ -46,6 +46,8 @@ def run_demo(args: argparse.Namespace) -> int:
 
     t_start = time.perf_counter()
     work = Path(args.workdir).resolve()
+    if work.exists() and not work.is_dir():
+        raise NotADirectoryError(f"{work} is a file, not a folder: choose another --workdir")
     work.mkdir(parents=True, exist_ok=True)
     configs = find_configs(args.configs)
     release, prepared = work / "corpus_release", work / "corpus"

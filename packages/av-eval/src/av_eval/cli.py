@@ -114,7 +114,8 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
         print(f"  {ckpt}: {report.total.n} utterances, WER {100 * report.total.wer:.1f}%")
     if not reports:
         raise RuntimeError(f"none of the {len(checkpoints)} checkpoint(s) under {folder} could be evaluated: "
-                           + "; ".join(f"{k}: {v}" for k, v in failed.items()))
+                           # each reason names its checkpoint already unless it is about something else
+                           + "; ".join(v if v.startswith(k) else f"{k}: {v}" for k, v in failed.items()))
     md = ["# Evaluation of " + str(folder), "", f"split {split}, {len(reports)} checkpoint(s)", "",
           "## Per run (percent)", "", comparison_table(reports)]
     if failed:

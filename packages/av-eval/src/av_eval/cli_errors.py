@@ -61,23 +61,44 @@ def debug_requested(argv: list[str]) -> tuple[bool, list[str]]:
     return len(rest) != len(argv) or os.environ.get("AV_DEBUG", "") not in ("", "0"), rest
 
 
+# Output folders that ``ensure_output_dir`` created during the running command: a command that fails removes
+# those it left empty, so a mistyped input does not leave an empty results folder behind.
+_created_dirs: list[Path] = []
+
+
+def _remove_empty_created_dirs() -> None:
+    for d in reversed(_created_dirs):
+        try:
+            d.rmdir()  # only succeeds when empty: nothing of the user's or of the work is ever removed
+        except OSError:
+            pass
+    _created_dirs.clear()
+
+
 def run_command(prog: str, body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run a command's ``body(argv)``; user errors become ``prog: message`` and exit 2 (see the module doc)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug, argv = debug_requested(argv)
+    _created_dirs.clear()
     try:
-        return int(body(argv) or 0)
+        rc = int(body(argv) or 0)
     except KeyboardInterrupt:
+        _remove_empty_created_dirs()
         if debug:
             raise
         print(f"\n{prog}: interrupted; finished outputs are kept and rerunning the same command resumes "
               "where the command supports it", file=sys.stderr)
         return EXIT_INTERRUPTED
     except USER_ERRORS as e:
+        _remove_empty_created_dirs()
         if debug:
             raise
         print(f"{prog}: {describe(e)}", file=sys.stderr)
         return EXIT_USER_ERROR
+    if rc == EXIT_USER_ERROR:
+        _remove_empty_created_dirs()
+    _created_dirs.clear()
+    return rc
 
 
 def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> Path:
@@ -85,7 +106,9 @@ def ensure_output_dir(path: str | os.PathLike, what: str = "output folder") -> P
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, f"the {what} is a file, not a folder: choose another path", str(p))
+    missing = [q for q in (p, *p.parents) if not q.exists()]
     p.mkdir(parents=True, exist_ok=True)
+    _created_dirs.extend(reversed(missing))  # outermost first; removed innermost first
     try:
         # 64 KiB and fsync: a full disk answers ENOSPC here, not after the work
         with tempfile.NamedTemporaryFile(dir=p, prefix=".write-check-") as fh:

@@ -53,8 +53,13 @@ def write_predictions(path: str | Path, preds: Iterable[Prediction]) -> Path:
 
 def iter_jsonl(path: Path):
     """(line number, object) for each non-blank line of a JSON-lines file; errors name file and line."""
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text; a JSON-lines file (one JSON object per line) "
+                                 "was expected") from None
             if not line.strip():
                 continue
             try:

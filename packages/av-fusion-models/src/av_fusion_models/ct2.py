@@ -975,7 +975,9 @@ def convert_ct2_to_hf(
 
     dst = Path(dst)
     if dst.exists() and not overwrite:
-        raise FileExistsError(f"{dst} already exists (pass overwrite=True to replace it)")
+        what = "a folder" if dst.is_dir() else "a file, not a folder"
+        raise FileExistsError(f"{dst} already exists and is {what}: choose another destination, or replace an "
+                              "earlier conversion with overwrite=True (av-cli import-ct2 --overwrite)")
     if dst.exists():
         _check_replaceable(dst)
     loaded = _load_parts(src, dtype, parts)

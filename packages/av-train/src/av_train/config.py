@@ -470,7 +470,12 @@ def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> Tr
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(e, "problem", None) or e).split())
+        raise ConfigError(f"{path}{where}: not valid YAML ({what}); fix the line or start from a file in configs/") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file; a YAML config was expected") from None
     if overrides:
         data = {**data, **overrides}
     return from_dict(data, source=str(path))

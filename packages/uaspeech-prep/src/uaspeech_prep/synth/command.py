@@ -74,13 +74,17 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from uaspeech_prep.synth.corpus_writer import OutputNotEmpty, build_corpus
+    from uaspeech_prep.synth.corpus_writer import OutputNotEmpty, build_corpus, check_output_dir
 
     try:
         cfg = config_from_args(args)
         cfg.validate()
+        check_output_dir(Path(cfg.output), cfg.overwrite)  # before the progress bar starts
     except (KeyError, ValueError) as err:
         print(f"uaspeech-prep synth: error: {err.args[0] if err.args else err}", file=sys.stderr)
+        return 2
+    except OutputNotEmpty as err:
+        print(f"uaspeech-prep synth: error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
     bar = tqdm(total=len(cfg.speakers) * len(cfg.blocks), unit="video", desc="synth speaker-blocks",

@@ -171,7 +171,7 @@ def check_output_dir(out: Path, overwrite: bool) -> list[str]:
     if not out.exists():
         return []
     if not out.is_dir():
-        raise OutputNotEmpty(f"{out} exists and is not a directory")
+        raise OutputNotEmpty(f"{out} is a file, not a folder: choose another --output")
     if not any(out.iterdir()):
         return []
     info = out / INFO_FILE
