@@ -202,6 +202,7 @@ def seed_table(work: Path, snr: str = "0") -> str:
     from av_eval.aggregate import summarize
 
     by_variant: dict[str, dict[int, float]] = {}
+    runs: dict[str, set[str]] = {}  # train_ids per variant: one run reused under every seed is not a seed repeat
     audio: dict[int, float] = {}
     for folder in sorted((work / "results").glob("lip_recipe*")):
         seed = int(folder.name.removeprefix("lip_recipe_seed")) if folder.name != "lip_recipe" else 1
@@ -212,11 +213,12 @@ def seed_table(work: Path, snr: str = "0") -> str:
             if key.startswith("eval:") and snr in val["babble"]:
                 name = key.removeprefix("eval:")
                 (audio if name == "audio" else by_variant.setdefault(name, {}))[seed] = val["babble"][snr]["total"]
+                runs.setdefault(name, set()).add(merged.get(name, {}).get("train_id", f"{name}@{seed}"))
     lines = [f"| variant | seeds | WER at {snr} dB per seed | audio-only | gain (mean) | 95 % CI over seeds |",
              "|---|---|---|---:|---:|---|"]
     for name, wers in by_variant.items():
         seeds = sorted(s for s in wers if s in audio)
-        if len(seeds) < 2:
+        if len(seeds) < 2 or len(runs[name]) < 2:
             continue
         st = summarize([audio[s] - wers[s] for s in seeds])
         lines.append(f"| {name} | {', '.join(map(str, seeds))} | "
