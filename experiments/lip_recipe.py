@@ -204,7 +204,7 @@ def seed_table(work: Path, snr: str = "0") -> str:
     by_variant: dict[str, dict[int, float]] = {}
     runs: dict[str, set[str]] = {}  # train_ids per variant: one run reused under every seed is not a seed repeat
     audio: dict[int, float] = {}
-    for folder in sorted((work / "results").glob("lip_recipe*")):
+    for folder in sorted(f for f in (work / "results").glob("lip_recipe*") if f.is_dir()):
         seed = int(folder.name.removeprefix("lip_recipe_seed")) if folder.name != "lip_recipe" else 1
         merged = {}
         for f in sorted(folder.glob("results*.json")):
