@@ -214,7 +214,8 @@ def seed_table(work: Path, snr: str = "0") -> str:
                 name = key.removeprefix("eval:")
                 (audio if name == "audio" else by_variant.setdefault(name, {}))[seed] = val["babble"][snr]["total"]
                 runs.setdefault(name, set()).add(merged.get(name, {}).get("train_id", f"{name}@{seed}"))
-    lines = [f"| variant | seeds | WER at {snr} dB per seed | audio-only | gain (mean) | 95 % CI over seeds |",
+    cond = "clean" if snr == "clean" else f"{snr} dB"
+    lines = [f"| variant | seeds | WER {cond} per seed | audio-only | gain (mean) | 95 % CI over seeds |",
              "|---|---|---|---:|---:|---|"]
     for name, wers in by_variant.items():
         seeds = sorted(s for s in wers if s in audio)

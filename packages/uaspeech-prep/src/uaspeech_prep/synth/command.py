@@ -80,11 +80,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = config_from_args(args)
         cfg.validate()
         check_output_dir(Path(cfg.output), cfg.overwrite)  # before the progress bar starts
-    except (KeyError, ValueError) as err:
+    except (KeyError, ValueError, OutputNotEmpty) as err:
         print(f"uaspeech-prep synth: error: {err.args[0] if err.args else err}", file=sys.stderr)
-        return 2
-    except OutputNotEmpty as err:
-        print(f"uaspeech-prep synth: error: {err}", file=sys.stderr)
         return 2
     t0 = time.time()
     bar = tqdm(total=len(cfg.speakers) * len(cfg.blocks), unit="video", desc="synth speaker-blocks",
