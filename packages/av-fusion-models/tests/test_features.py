@@ -13,6 +13,7 @@ from av_fusion_models import (
     num_log_mel_frames,
     pad_log_mel_batch,
     random_crop,
+    random_horizontal_flip,
 )
 
 FE = WhisperFeatureExtractor(feature_size=80)
@@ -74,7 +75,13 @@ def test_video_helpers():
     crop = center_crop(x)
     assert crop.shape == (3, 88, 88)
     assert torch.allclose(crop, torch.full_like(crop, (0 - 0.421) / 0.165))
-    g = torch.Generator().manual_seed(0)
-    assert random_crop(torch.zeros(2, 5, 96, 96), generator=g).shape == (2, 5, 88, 88)
+    ramp = (torch.arange(96)[:, None] * 1000 + torch.arange(96)[None, :]).expand(2, 96, 96)  # row * 1000 + col
+    crop = random_crop(ramp, np.random.default_rng(0))
+    rng = np.random.default_rng(0)
+    top, left = int(rng.integers(0, 9)), int(rng.integers(0, 9))  # the same draws, in the same order
+    assert crop.shape == (2, 88, 88) and int(crop[0, 0, 0]) == top * 1000 + left
+    flipped = random_horizontal_flip(ramp, np.random.default_rng(1), p=1.0)
+    assert torch.equal(flipped, ramp.flip(-1))
+    assert torch.equal(random_horizontal_flip(ramp, np.random.default_rng(1), p=0.0), ramp)
     with pytest.raises(ValueError):
         center_crop(torch.zeros(3, 80, 80))

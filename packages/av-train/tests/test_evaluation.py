@@ -21,10 +21,11 @@ from av_train.checkpoints import CheckpointError
 from av_train.config import from_dict
 from av_train.data import noise as data_noise
 from av_train.evaluation import noise as noise_mod
-from av_train.evaluation.decoding import decode_runs, ensemble_greedy, eval_samples, model_inputs
+from av_train.evaluation.decoding import decode_batch, decode_runs, eval_samples
+from av_train.model_io import model_inputs
 from av_train.evaluation.loading import find_checkpoints, load_run
 from av_train.evaluation.predictor import AVTrainPredictor
-from av_train.evaluation.validate_ensemble import main as validate_ensemble_main
+from av_train.evaluation.validate_ensemble_command import main as validate_ensemble_main
 from av_train.model_factory import build_model
 
 
@@ -114,12 +115,12 @@ def _batch(run, n=4):
 def test_greedy_ensemble_of_one_equals_generate_and_cache_equals_no_cache(loaded):
     run = loaded[1]
     batch = _batch(run)
-    kw = model_inputs(run, batch, torch.device("cpu"))
+    kw = model_inputs(batch, run.cfg, torch.device("cpu"))
     prompt = torch.tensor(run.targets.prompt).repeat(4, 1)
     ref = run.model.generate(**kw, decoder_input_ids=prompt, max_new_tokens=6, eos_token_id=run.targets.eot)
-    ids, routes = ensemble_greedy([run.model], [kw], prompt, 6, run.targets.eot)
+    ids, routes = decode_batch([run], [kw], prompt, 6, run.targets.eot)
     assert torch.equal(ids, ref) and routes == [None]
-    ids_nc, _ = ensemble_greedy([run.model], [kw], prompt, 6, run.targets.eot, use_cache=False)
+    ids_nc, _ = decode_batch([run], [kw], prompt, 6, run.targets.eot, use_cache=False)
     assert torch.equal(ids_nc, ref)
     # A closed vocabulary constrains the ensemble exactly as it constrains generate().
     from av_fusion_models.constrained import TokenTrie
@@ -127,7 +128,7 @@ def test_greedy_ensemble_of_one_equals_generate_and_cache_equals_no_cache(loaded
     trie = TokenTrie.from_words(run.targets.tokenizer, ["one", "two"], char_level=True)
     ref_c = run.model.generate(**kw, decoder_input_ids=prompt, max_new_tokens=6, eos_token_id=run.targets.eot,
                                constraint=trie)
-    ids_c, _ = ensemble_greedy([run.model], [kw], prompt, 6, run.targets.eot, constraint=trie)
+    ids_c, _ = decode_batch([run], [kw], prompt, 6, run.targets.eot, constraint=trie)
     assert torch.equal(ids_c, ref_c)
     assert {run.targets.decode(s[prompt.shape[1]:].tolist()).replace(" ", "") for s in ids_c} <= {"one", "two"}
 
@@ -135,16 +136,21 @@ def test_greedy_ensemble_of_one_equals_generate_and_cache_equals_no_cache(loaded
 def test_true_ensemble_averages_log_probabilities(loaded):
     a, b = loaded[1], loaded[2]
     batch = _batch(a)
-    kws = [model_inputs(r, batch, torch.device("cpu")) for r in (a, b)]
+    kws = [model_inputs(batch, r.cfg, torch.device("cpu")) for r in (a, b)]
     prompt = torch.tensor(a.targets.prompt).repeat(4, 1)
-    ids, _ = ensemble_greedy([a.model, b.model], kws, prompt, 3, eos_token_id=-1)
+    ids, _ = decode_batch([a, b], kws, prompt, 3, eos_token_id=-1)
     # Teacher-forced on the ensemble's own output, every step's token is the argmax of the mean log-softmax.
     lp = sum(F.log_softmax(r.model(**kw, decoder_input_ids=ids[:, :-1]).logits.float(), -1) for r, kw in zip((a, b), kws))
     p = prompt.shape[1]
     assert torch.equal(lp[:, p - 1:].argmax(-1), ids[:, p:])
     # Two copies of one model decode exactly like that model.
-    twice, _ = ensemble_greedy([a.model, a.model], [kws[0], kws[0]], prompt, 3, eos_token_id=-1)
+    twice, _ = decode_batch([a, a], [kws[0], kws[0]], prompt, 3, eos_token_id=-1)
     assert torch.equal(twice, a.model.generate(**kws[0], decoder_input_ids=prompt, max_new_tokens=3, eos_token_id=-1))
+    # Ensembles have beam search too (the same loop as generate's): two copies of a model beam-search like it.
+    beams, _ = decode_batch([a, a], [kws[0], kws[0]], prompt, 3, a.targets.eot, num_beams=3)
+    ref = a.model.generate(**kws[0], decoder_input_ids=prompt, max_new_tokens=3, num_beams=3, eos_token_id=a.targets.eot,
+                           pad_token_id=a.targets.eot)
+    assert torch.equal(beams, ref)
 
 
 def test_soft_router_route_probs_reach_predictions(prepared_tree, tiny_whisper_dir, tmp_path):

@@ -153,7 +153,8 @@ def test_mixed_noise_draws_both_kinds_and_white_is_unchanged(prepared_tree):
 @pytest.mark.slow
 def test_default_recipe_trains_a_model_that_uses_the_video(prepared_tree, tiny_whisper_dir, tmp_path):
     """audio-only -> lip reading -> audio-visual with the demo's configs: the trained model's video matters."""
-    from av_train.evaluation.decoding import eval_samples, model_inputs
+    from av_train.evaluation.decoding import eval_samples
+    from av_train.model_io import model_inputs
     from av_train.evaluation.loading import load_run
     from av_train.pipeline import run
 
@@ -174,7 +175,7 @@ def test_default_recipe_trains_a_model_that_uses_the_video(prepared_tree, tiny_w
     from av_train.data.dataset import Collator
 
     batch = Collator(loaded.targets.pad_id)([ds[i] for i in range(len(ds))])
-    kw = model_inputs(loaded, batch, torch.device("cpu"))
+    kw = model_inputs(batch, loaded.cfg, torch.device("cpu"))
 
     def nll(video):
         with torch.no_grad():

@@ -31,14 +31,10 @@ from .freezing import (
 )
 from .gated_xattn import GatedCrossAttentionBlock
 from .inference import Recognition, rank_vocabulary, recognize, recognize_inputs
-from .modeling_av_whisper import (
-    AVWhisperForConditionalGeneration,
-    AVWhisperOutput,
-    GatedXAttnDecoderLayer,
-    GatedXAttnEncoderLayer,
-    build_video_encoder,
-    sinusoidal_positions,
-)
+from .fused_layers import GatedXAttnDecoderLayer, GatedXAttnEncoderLayer
+from .generation import EnsembleStep, ModelStep, beam_search, greedy_search
+from .modeling_av_whisper import AVWhisperForConditionalGeneration, AVWhisperOutput
+from .video_frontend import build_video_encoder, sinusoidal_positions
 from .processing_av_whisper import AVWhisperProcessor, InputError, join_char_level
 from .router import ROUTES, FusionRouter, RouterOutput, masked_mean_std
 from .safe_checkpoint import OpaqueObject, UnsafeCheckpointError, load_untrusted_checkpoint
@@ -70,11 +66,13 @@ __all__ = [
     "AVWhisperOutput",
     "AVWhisperProcessor",
     "InputError",
+    "ModelStep",
     "Recognition",
     "join_char_level",
     "rank_vocabulary",
     "recognize",
     "recognize_inputs",
+    "EnsembleStep",
     "FUSION_LOCATIONS",
     "FusionRouter",
     "GatedCrossAttentionBlock",
@@ -87,11 +85,13 @@ __all__ = [
     "VIDEO_ENCODERS",
     "VIDEO_MEAN",
     "VIDEO_STD",
+    "beam_search",
     "build_video_encoder",
     "center_crop",
     "count_parameters",
     "freeze_video_encoder",
     "freeze_whisper",
+    "greedy_search",
     "log_mel",
     "log_mel_pad_value",
     "masked_mean_std",

@@ -151,19 +151,14 @@ def recognize_inputs(
     inputs = {k: v.to(device) for k, v in inputs.items()}
     bsz = _batch_size(inputs)
     prompt = torch.tensor(processor.prompt_ids, device=device).repeat(bsz, 1)
-    ids = model.generate(
+    ids, route_probs = model.generate(
         **inputs, decoder_input_ids=prompt, max_new_tokens=processor.max_new_tokens,
         num_beams=num_beams or processor.num_beams, eos_token_id=processor.eos_token_id,
-        constraint=processor.constraint(),
+        constraint=processor.constraint(), return_route_probs=True,
     )
     texts = processor.batch_decode(ids[:, prompt.shape[1]:])
     ranked = rank_vocabulary(model, processor, inputs, top_k) if processor.vocabulary else [[] for _ in texts]
     routes: list[dict[str, float] | None] = [None] * bsz
-    if model.router is not None:
-        fusion = model.prepare_fusion(inputs.get("input_features"), inputs.get("video"),
-                                      inputs.get("video_padding_mask"), inputs.get("levels"),
-                                      inputs.get("input_lengths"), modality_dropout=False)
-        if fusion.route is not None:  # no video (sound alone): nothing was routed, routes stay None
-            probs = fusion.route.route_probs.float().cpu()
-            routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in probs]
+    if route_probs is not None:  # no router, or no video (sound alone): nothing was routed, routes stay None
+        routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in route_probs.float().cpu()]
     return [Recognition(t, r, rp) for t, r, rp in zip(texts, ranked, routes)]

@@ -25,13 +25,12 @@ Data flow (B batch, T_a mel frames, T_v video frames, L tokens, D = d_model):
 The video states reach the wrapped layers as keyword arguments (`av_video_states`,
 `av_video_padding_mask`, `av_fusion_scale`) that Whisper's encoder/decoder forward pass through
 to their layers unchanged; the wrappers pop them before calling the original layer. Generation
-is a small greedy / beam-search loop of our own around HF's `WhisperDecoder` and its
-`EncoderDecoderCache` (see `generate`).
+is the greedy / beam search of `generation` over this model's decoder step (HF's `WhisperDecoder` and
+its `EncoderDecoderCache`; see `decoder_step` and `generate`).
 """
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,80 +46,15 @@ from .avhubert import AVHubertLoadReport, AVHubertVideoEncoder, load_avhubert_ch
 from .configuration import AVWhisperConfig
 from .constrained import TokenTrie
 from .features import SILENCE_LOG_MEL, mel_frames_for_video
+from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoderLayer, GatedXAttnLayer
 from .gated_xattn import GatedCrossAttentionBlock
-from .router import FusionRouter, RouterOutput
-from .video_resnet import ResNetVideoEncoder
+from .generation import ModelStep, beam_search, greedy_search
+from .router import FusionRouter
+from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, sinusoidal_positions
 
 CONFIG_NAME = "config.json"
 WHISPER_CONFIG_NAME = "whisper_config.json"
 WEIGHTS_NAME = "model.safetensors"
-
-# Whisper's encoder runs at 50 frames / s (100 mel frames / s, conv2 stride 2).
-ENCODER_FRAME_RATE = 50.0
-
-# keyword arguments carried through HF's encoder / decoder forward to the fused layers
-_KW_VIDEO = "av_video_states"
-_KW_MASK = "av_video_padding_mask"
-_KW_SCALE = "av_fusion_scale"
-
-
-def sinusoidal_positions(positions: torch.Tensor, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
-    """Whisper's sinusoid table (sin | cos halves) at real-valued positions. positions [T] -> [T, channels]"""
-    if channels % 2 != 0:
-        raise ValueError(f"channels must be even, got {channels}")
-    half = channels // 2
-    log_increment = math.log(max_timescale) / (half - 1)
-    inv_timescales = torch.exp(-log_increment * torch.arange(half, device=positions.device, dtype=torch.float32))
-    scaled = positions.to(torch.float32)[:, None] * inv_timescales[None, :]
-    return torch.cat([scaled.sin(), scaled.cos()], dim=1)
-
-
-# --------------------------------------------------------------------------------------------
-# Fused layers: gated cross-attention to video, then the original Whisper layer
-# --------------------------------------------------------------------------------------------
-class _GatedXAttnLayer(nn.Module):
-    def __init__(self, layer: nn.Module, xattn: GatedCrossAttentionBlock):
-        super().__init__()
-        self.layer = layer
-        self.xattn = xattn
-
-    def _fuse(self, hidden_states: torch.Tensor, kwargs: dict) -> torch.Tensor:
-        video_states = kwargs.pop(_KW_VIDEO, None)
-        video_padding_mask = kwargs.pop(_KW_MASK, None)
-        scale = kwargs.pop(_KW_SCALE, None)
-        if video_states is None:
-            return hidden_states
-        return self.xattn(hidden_states, video_states, video_padding_mask, scale)
-
-
-class GatedXAttnEncoderLayer(_GatedXAttnLayer):
-    """WhisperEncoderLayer preceded by a gated cross-attention from audio frames to video."""
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
-        """hidden_states [B, T_enc, D]; video kwargs: states [B, T_v, D], mask [B, T_v], scale [B] -> [B, T_enc, D]"""
-        hidden_states = self._fuse(hidden_states, kwargs)
-        return self.layer(hidden_states, attention_mask, *args, **kwargs)
-
-
-class GatedXAttnDecoderLayer(_GatedXAttnLayer):
-    """WhisperDecoderLayer preceded (before its self-attention) by a gated cross-attention from text to video."""
-
-    def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, *args, **kwargs):
-        """hidden_states [B, L, D]; video kwargs: states [B, T_v, D], mask [B, T_v], scale [B] -> [B, L, D]"""
-        hidden_states = self._fuse(hidden_states, kwargs)
-        return self.layer(hidden_states, attention_mask, *args, **kwargs)
-
-
-def build_video_encoder(config: AVWhisperConfig) -> nn.Module | None:
-    """The video front-end named by `config.video_encoder` (None: features come precomputed)."""
-    if not config.uses_video or config.video_encoder == "precomputed":
-        return None
-    if config.video_encoder == "resnet":
-        return ResNetVideoEncoder(width=config.resnet_width, relu_type=config.resnet_relu_type)
-    if config.video_encoder == "avhubert":
-        return AVHubertVideoEncoder(config.avhubert_config())
-    raise NotImplementedError(f"video encoder {config.video_encoder!r}")
-
 
 @dataclass
 class AVWhisperOutput(ModelOutput):
@@ -142,27 +76,6 @@ class AVWhisperOutput(ModelOutput):
     decoder_scale: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     cache: object | None = None
-
-
-@dataclass
-class _Fusion:
-    """Per-batch fusion inputs computed once (and reused at every decoding step)."""
-
-    input_features: torch.Tensor  # [B, n_mels, T_a] after audio dropout
-    video_states: torch.Tensor | None = None  # [B, T_v, D]
-    video_padding_mask: torch.Tensor | None = None  # [B, T_v] bool
-    route: RouterOutput | None = None
-
-    def kwargs(self, side: str, repeat: int = 1) -> dict:
-        if self.video_states is None:
-            return {}
-        scale = None
-        if self.route is not None:
-            scale = self.route.encoder_scale if side == "encoder" else self.route.decoder_scale
-        out = {_KW_VIDEO: self.video_states, _KW_MASK: self.video_padding_mask, _KW_SCALE: scale}
-        if repeat > 1:
-            out = {k: (None if v is None else v.repeat_interleave(repeat, dim=0)) for k, v in out.items()}
-        return out
 
 
 class AVWhisperForConditionalGeneration(nn.Module):
@@ -219,7 +132,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         wcfg = self.whisper.config
         encoder, decoder = self.whisper.model.encoder, self.whisper.model.decoder
         for layers in (encoder.layers, decoder.layers):
-            if any(isinstance(layer, _GatedXAttnLayer) for layer in layers):
+            if any(isinstance(layer, GatedXAttnLayer) for layer in layers):
                 raise ValueError("this Whisper is already wrapped by an AVWhisperForConditionalGeneration")
         if self.config.fuse_encoder:
             for i, layer in enumerate(encoder.layers):
@@ -273,7 +186,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         out = {}
         for side, stack in (("encoder", self.whisper.model.encoder), ("decoder", self.whisper.model.decoder)):
             for i, layer in enumerate(stack.layers):
-                if isinstance(layer, _GatedXAttnLayer) and layer.xattn.learned_gates:
+                if isinstance(layer, GatedXAttnLayer) and layer.xattn.learned_gates:
                     out[f"{side}.{i}"] = {
                         "attn": float(torch.tanh(layer.xattn.attn_gate.detach().float())),
                         "ff": float(torch.tanh(layer.xattn.ff_gate.detach().float())),
@@ -389,7 +302,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         levels: torch.Tensor | None = None,
         input_lengths: torch.Tensor | None = None,
         modality_dropout: bool | None = None,
-    ) -> _Fusion:
+    ) -> FusionState:
         """Video encoder + projection + router + modality dropout, once per batch.
 
         A `video_only` model (lip reading) replaces `input_features` (which may be None) by silence.
@@ -402,7 +315,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
             raise ValueError("input_features (log-mel audio) is required unless the model is video_only")
         input_features = input_features.to(device=self.device, dtype=self.dtype)
         if video is None or not self.config.uses_video:
-            return _Fusion(input_features=input_features)
+            return FusionState(input_features=input_features)
         projected, mask = self.encode_video(video.to(self.device), video_padding_mask)
         bsz = projected.shape[0]
         if modality_dropout and (self.config.video_dropout > 0 or self.config.audio_dropout > 0):
@@ -425,10 +338,10 @@ class AVWhisperForConditionalGeneration(nn.Module):
         states = projected
         if self.config.video_positional:
             states = states + self.video_positions(states.shape[1], states.device, states.dtype)[None]
-        return _Fusion(input_features=input_features, video_states=states, video_padding_mask=mask, route=route)
+        return FusionState(input_features=input_features, video_states=states, video_padding_mask=mask, route=route)
 
     # ------------------------------------------------------------------------------ audio
-    def encode(self, input_features: torch.Tensor, fusion: _Fusion | None = None) -> torch.Tensor:
+    def encode(self, input_features: torch.Tensor, fusion: FusionState | None = None) -> torch.Tensor:
         """Whisper encoder (with fusion blocks) on mel inputs of any length when `cut_encoder_positions`.
 
         Shapes:
@@ -542,6 +455,35 @@ class AVWhisperForConditionalGeneration(nn.Module):
     _IGNORED_GENERATE_KWARGS = {"do_sample": False, "num_return_sequences": 1, "use_cache": True}
 
     @torch.no_grad()
+    def decoder_step(
+        self,
+        input_features: torch.Tensor | None = None,
+        video: torch.Tensor | None = None,
+        video_padding_mask: torch.Tensor | None = None,
+        levels: torch.Tensor | None = None,
+        input_lengths: torch.Tensor | None = None,
+        suppress_tokens: list[int] | None = None,
+        use_cache: bool = True,
+    ) -> tuple[ModelStep, torch.Tensor | None]:
+        """Run the encoder, video front-end and router once; return the decoder's step and the route probabilities.
+
+        The step (see `generation`) gives next-token log-probabilities with Whisper's KV cache and the video
+        states of every fused decoder layer; greedy / beam search or an ensemble drive it.
+        Shapes: inputs as in `forward` (batch B). Returns (step, route_probs [B, 3] or None without routing).
+        Modality dropout is never applied here.
+        """
+        fusion = self.prepare_fusion(
+            input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
+        )
+        encoder_hidden = self.encode(fusion.input_features, fusion)
+
+        def fusion_kwargs(repeat: int) -> dict:
+            return fusion.kwargs("decoder", repeat=repeat) if self.config.fuse_decoder else {}
+
+        step = ModelStep(self.decode, self.whisper.proj_out, encoder_hidden, fusion_kwargs, suppress_tokens, use_cache)
+        return step, None if fusion.route is None else fusion.route.route_probs
+
+    @torch.no_grad()
     def generate(
         self,
         input_features: torch.Tensor | None = None,
@@ -557,9 +499,10 @@ class AVWhisperForConditionalGeneration(nn.Module):
         suppress_tokens: list[int] | None = None,
         input_lengths: torch.Tensor | None = None,
         constraint: TokenTrie | None = None,
+        return_route_probs: bool = False,
         **kwargs,
-    ) -> torch.Tensor:
-        """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache.
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache (`generation`).
 
         Shapes:
             input_features [B, n_mels, T_a]; video [B, T_v, 88, 88]; video_padding_mask [B, T_v]; levels [B]
@@ -569,7 +512,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
             `pad_token_id` (default: Whisper's pad token). `eos_token_id` may be one id or a list
             (default: Whisper's eos; an id that never occurs, e.g. -1, disables stopping). No token
             is suppressed unless listed in `suppress_tokens`. Beam scores are sum of log-probs divided
-            by (number of generated tokens) ** length_penalty.
+            by (number of generated tokens) ** length_penalty. With `return_route_probs`: (ids, route
+            probabilities [B, 3] of the router, or None), computed in the same pass.
 
         `constraint` (a `TokenTrie`, e.g. `TokenTrie.from_words(tokenizer, words, char_level=True)`)
         restricts the tokens after the prompt to one allowed sequence followed by end-of-text; with
@@ -587,6 +531,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
         eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
         if pad_token_id is None:
             pad_token_id = wcfg.pad_token_id if wcfg.pad_token_id is not None else eos_ids[0]
+        if constraint is not None and not eos_ids:
+            raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
         bsz = (input_features if input_features is not None else video).shape[0]
         device = self.device
         if decoder_input_ids is None:
@@ -595,139 +541,17 @@ class AVWhisperForConditionalGeneration(nn.Module):
         room = wcfg.max_target_positions - decoder_input_ids.shape[1]
         max_new_tokens = room if max_new_tokens is None else min(max_new_tokens, room)
         if max_new_tokens <= 0:
-            return decoder_input_ids
+            return (decoder_input_ids, None) if return_route_probs else decoder_input_ids
 
-        fusion = self.prepare_fusion(
-            input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
+        step, route_probs = self.decoder_step(
+            input_features, video, video_padding_mask, levels, input_lengths, suppress_tokens
         )
-        encoder_hidden = self.encode(fusion.input_features, fusion)
-        if constraint is not None and not eos_ids:
-            raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
-        self._constraint = constraint
-        self._prompt_len = decoder_input_ids.shape[1]
         if num_beams <= 1:
-            return self._greedy(
-                decoder_input_ids, encoder_hidden, fusion, max_new_tokens, eos_ids, pad_token_id, suppress_tokens
-            )
-        return self._beam_search(
-            decoder_input_ids,
-            encoder_hidden,
-            fusion,
-            max_new_tokens,
-            num_beams,
-            eos_ids,
-            pad_token_id,
-            length_penalty,
-            suppress_tokens,
-        )
-
-    def _next_token_logits(self, hidden: torch.Tensor, suppress_tokens) -> torch.Tensor:
-        logits = self.whisper.proj_out(hidden[:, -1]).float()  # [N, vocab]
-        if suppress_tokens:
-            logits[:, list(suppress_tokens)] = -float("inf")
-        return logits
-
-    def _constrain(self, scores: torch.Tensor, ids: torch.Tensor, eos: list[int]) -> torch.Tensor:
-        """-inf for tokens the vocabulary constraint (if any) forbids after ids [N, P + G]. scores [N, V]"""
-        constraint = getattr(self, "_constraint", None)
-        if constraint is None:
-            return scores
-        allowed = constraint.allowed_mask(ids[:, self._prompt_len :], scores.shape[-1], eos)
-        return scores.masked_fill(~allowed, -float("inf"))
-
-    def _greedy(self, ids, encoder_hidden, fusion, max_new_tokens, eos, pad, suppress_tokens) -> torch.Tensor:
-        dec_kwargs = fusion.kwargs("decoder") if self.config.fuse_decoder else {}
-        finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-        step_input, cache = ids, None
-        for _ in range(max_new_tokens):
-            hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
-            logits = self._constrain(self._next_token_logits(hidden, suppress_tokens), ids, eos)
-            next_tokens = logits.argmax(dim=-1)  # [B]
-            next_tokens = torch.where(finished, torch.full_like(next_tokens, pad), next_tokens)
-            ids = torch.cat([ids, next_tokens[:, None]], dim=1)
-            if eos:
-                finished |= torch.isin(next_tokens, next_tokens.new_tensor(eos))
-                if bool(finished.all()):
-                    break
-            step_input = next_tokens[:, None]
-        return ids
-
-    def _beam_search(
-        self, prompt, encoder_hidden, fusion, max_new_tokens, num_beams, eos, pad, length_penalty, suppress_tokens
-    ) -> torch.Tensor:
-        bsz, k = prompt.shape[0], num_beams
-        device = prompt.device
-        encoder_hidden = encoder_hidden.repeat_interleave(k, dim=0)  # [B*K, T_enc, D]
-        dec_kwargs = fusion.kwargs("decoder", repeat=k) if self.config.fuse_decoder else {}
-        ids = prompt.repeat_interleave(k, dim=0)  # [B*K, P]
-        beam_scores = torch.zeros(bsz, k, device=device)
-        beam_scores[:, 1:] = -float("inf")  # all beams start identical: expand the first one only
-        hyps: list[list[tuple[float, torch.Tensor]]] = [[] for _ in range(bsz)]
-        done = [False] * bsz
-        offsets = (torch.arange(bsz, device=device) * k)[:, None]  # [B, 1]
-
-        def add_hyp(b: int, score: float, tokens: torch.Tensor) -> None:
-            hyps[b].append((score, tokens))
-            hyps[b].sort(key=lambda h: h[0], reverse=True)
-            del hyps[b][k:]
-
-        step_input, cache = ids, None
-        for step in range(max_new_tokens):
-            hidden, cache = self.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
-            logprobs = F.log_softmax(self._next_token_logits(hidden, suppress_tokens), dim=-1)  # [B*K, V]
-            logprobs = self._constrain(logprobs, ids, eos)
-            vocab = logprobs.shape[-1]
-            cand = (beam_scores.view(-1, 1) + logprobs).view(bsz, k * vocab)
-            top_scores, top_idx = cand.topk(min(2 * k, k * vocab), dim=1)  # [B, 2K]
-            top_src, top_tok = top_idx // vocab, top_idx % vocab
-            next_scores = torch.full((bsz, k), -float("inf"), device=device)  # unfilled beams stay dead
-            next_tokens = torch.full((bsz, k), pad, dtype=torch.long, device=device)
-            next_src = torch.arange(k, device=device).repeat(bsz, 1)
-            gen_len = step + 1
-            for b in range(bsz):
-                if done[b]:
-                    continue
-                j = 0
-                for rank in range(top_scores.shape[1]):
-                    score, tok, src = float(top_scores[b, rank]), int(top_tok[b, rank]), int(top_src[b, rank])
-                    if score == -float("inf"):
-                        break  # sorted: only forbidden / dead candidates follow
-                    if tok in eos:
-                        if rank < k:
-                            seq = torch.cat([ids[b * k + src], ids.new_tensor([tok])])
-                            add_hyp(b, score / gen_len**length_penalty, seq)
-                        continue
-                    next_scores[b, j], next_tokens[b, j], next_src[b, j] = score, tok, src
-                    j += 1
-                    if j == k:
-                        break
-                if j == 0:
-                    done[b] = True  # no live beam left (a constraint allowed nothing but end-of-text)
-                elif len(hyps[b]) >= k:
-                    best_running = float(next_scores[b, 0]) / gen_len**length_penalty
-                    if hyps[b][-1][0] >= best_running:
-                        done[b] = True
-            beam_idx = (offsets + next_src).view(-1)  # [B*K]
-            ids = torch.cat([ids[beam_idx], next_tokens.view(-1, 1)], dim=1)
-            beam_scores = next_scores
-            if all(done):
-                break
-            cache.reorder_cache(beam_idx)
-            step_input = next_tokens.view(-1, 1)
-
-        n_steps = ids.shape[1] - prompt.shape[1]
-        best = []
-        for b in range(bsz):
-            if not done[b]:
-                for j in range(k):
-                    if beam_scores[b, j] > -float("inf") or not hyps[b]:
-                        add_hyp(b, float(beam_scores[b, j]) / max(n_steps, 1) ** length_penalty, ids[b * k + j])
-            best.append(hyps[b][0][1])
-        width = max(seq.shape[0] for seq in best)
-        out = torch.full((bsz, width), pad, dtype=torch.long, device=device)
-        for b, seq in enumerate(best):
-            out[b, : seq.shape[0]] = seq
-        return out
+            ids = greedy_search(step, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint)
+        else:
+            ids = beam_search(step, decoder_input_ids, max_new_tokens, num_beams, eos_ids, pad_token_id,
+                              length_penalty, constraint)
+        return (ids, route_probs) if return_route_probs else ids
 
     # ------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:

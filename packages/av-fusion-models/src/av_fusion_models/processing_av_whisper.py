@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from .constrained import TokenTrie, word_target_text
 from .features import SAMPLING_RATE, log_mel, pad_log_mel_batch
-from .video_transforms import CROP_SIZE, VIDEO_MEAN, VIDEO_STD, normalize_video
+from .video_transforms import CROP_SIZE, VIDEO_MEAN, VIDEO_STD, center_crop, normalize_video
 
 PROCESSOR_CONFIG_NAME = "processor_config.json"
 VOCABULARY_NAME = "vocabulary.txt"
@@ -174,9 +174,7 @@ class AVWhisperProcessor:
         if tuple(x.shape[1:]) != (self.roi_size, self.roi_size):
             x = F.interpolate(x[:, None].to(torch.float32), size=(self.roi_size, self.roi_size), mode="area")[:, 0]
             x = x.round().clamp(0, 255)
-        top = (self.roi_size - self.crop_size) // 2
-        x = x[:, top : top + self.crop_size, top : top + self.crop_size]
-        return x.to(torch.uint8).contiguous()
+        return center_crop(x, self.crop_size).to(torch.uint8).contiguous()
 
     def __call__(
         self,

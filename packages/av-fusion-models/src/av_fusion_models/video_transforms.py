@@ -33,24 +33,23 @@ def center_crop(frames: np.ndarray | torch.Tensor, size: int = CROP_SIZE) -> tor
     return x[..., top : top + size, left : left + size]
 
 
-def random_crop(
-    frames: np.ndarray | torch.Tensor, size: int = CROP_SIZE, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """One random `size` x `size` crop, the same for all frames of the clip (training augmentation)."""
+def random_crop(frames: np.ndarray | torch.Tensor, rng: np.random.Generator, size: int = CROP_SIZE) -> torch.Tensor:
+    """One random `size` x `size` crop, the same for all frames of the clip (training augmentation).
+
+    Draws the top row, then the left column, from ``rng`` (so a seeded generator gives a reproducible crop).
+    """
     x = _as_tensor(frames)
     h, w = x.shape[-2:]
     if h < size or w < size:
         raise ValueError(f"frames {h}x{w} are smaller than the crop {size}")
-    top = int(torch.randint(0, h - size + 1, (1,), generator=generator))
-    left = int(torch.randint(0, w - size + 1, (1,), generator=generator))
+    top = int(rng.integers(0, h - size + 1))
+    left = int(rng.integers(0, w - size + 1))
     return x[..., top : top + size, left : left + size]
 
 
-def random_horizontal_flip(
-    frames: np.ndarray | torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Mirror the whole clip left-right with probability p."""
+def random_horizontal_flip(frames: np.ndarray | torch.Tensor, rng: np.random.Generator, p: float = 0.5) -> torch.Tensor:
+    """Mirror the whole clip left-right with probability p (one draw from ``rng``)."""
     x = _as_tensor(frames)
-    if float(torch.rand((), generator=generator)) < p:
+    if rng.random() < p:
         return x.flip(-1)
     return x

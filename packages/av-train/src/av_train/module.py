@@ -12,6 +12,7 @@ import torchaudio.transforms as T
 from av_eval import LEVELS, Prediction, score_predictions
 from av_train.config import TrainingConfig
 from av_train.data.targets import TargetEncoder
+from av_train.model_io import model_inputs, predictions
 
 
 class SpecAugment(torch.nn.Module):
@@ -59,18 +60,9 @@ class AVSRModule(L.LightningModule):
         self.constraint = constraint_for(targets.tokenizer, decode_words(cfg.decode_vocabulary), cfg.char_level)
 
     # --- forward ---------------------------------------------------------------------------------
-    def _model_inputs(self, batch: dict) -> dict:
-        kw = {"input_features": batch["input_features"], "input_lengths": batch["feature_lengths"]}
-        if "video" in batch:
-            kw["video"] = batch["video"]
-            kw["video_padding_mask"] = batch["video_padding_mask"]
-        if self.cfg.routing_use_level:
-            kw["levels"] = torch.tensor([LEVELS.index(m["level"]) for m in batch["meta"]], device=self.device)
-        return kw
-
     def forward(self, batch: dict, label_smoothing: float = 0.0):
         return self.model(
-            **self._model_inputs(batch), decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"],
+            **model_inputs(batch, self.cfg), decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"],
             label_smoothing=label_smoothing,
         )
 
@@ -90,7 +82,7 @@ class AVSRModule(L.LightningModule):
         """Autoregressive decoding from the prompt, batched, with video when the run has it."""
         prompt = torch.tensor(self.targets.prompt, device=self.device).repeat(len(batch["meta"]), 1)
         ids = self.model.generate(
-            **self._model_inputs(batch), decoder_input_ids=prompt, max_new_tokens=self.cfg.max_new_tokens,
+            **model_inputs(batch, self.cfg), decoder_input_ids=prompt, max_new_tokens=self.cfg.max_new_tokens,
             num_beams=self.cfg.num_beams, eos_token_id=self.targets.eot, constraint=self.constraint,
         )
         return [self.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
@@ -106,13 +98,7 @@ class AVSRModule(L.LightningModule):
                 hyps.append(self.targets.decode(seq[keep].tolist()))
         else:
             hyps = self.decode(batch)
-        routes = getattr(out, "route_probs", None)
-        routes = routes.float().cpu().tolist() if routes is not None else [None] * len(hyps)
-        for meta, hyp, p in zip(batch["meta"], hyps, routes):
-            self._val_preds.append(
-                Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"], meta["category"],
-                           route_probs=tuple(p) if p is not None else None)
-            )
+        self._val_preds.extend(predictions(batch["meta"], hyps, getattr(out, "route_probs", None)))
 
     def _gather(self, items: list) -> list:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

@@ -11,13 +11,14 @@ import torchaudio.functional as AF
 from torch.utils.data import Dataset
 
 from av_fusion_models import log_mel, mel_frames_for_video, normalize_video, pad_log_mel_batch, silence_log_mel
+from av_fusion_models.video_transforms import CROP_SIZE, center_crop, random_crop, random_horizontal_flip
 from av_train.data.manifest import Sample
 from av_train.data.noise import add_white_noise, babble, mix_at_snr, pick_others
 from av_train.data.targets import TargetEncoder
 from uaspeech_prep.video_io import read_frames
 
 SAMPLE_RATE = 16_000
-CROP = 88
+CROP = CROP_SIZE
 # frame rate of the prepared lip ROI videos (docs/LAYOUT.md section 2)
 ROI_FPS = 25.0
 NOISE_TYPES = ("white", "babble", "mixed")
@@ -127,17 +128,12 @@ class UASpeechAVDataset(Dataset):
         if not decoded:
             raise RuntimeError(f"lip ROI video {roi} has no frames; re-run `uaspeech-prep prepare --overwrite`")
         frames = np.stack(decoded)  # [T, H, W] uint8
-        t, h, w = frames.shape
         if self.train:
             rng = self._rng(index, epoch, 1)
-            y, x = int(rng.integers(0, h - CROP + 1)), int(rng.integers(0, w - CROP + 1))
-            frames = frames[:, y : y + CROP, x : x + CROP]
-            if rng.random() < 0.5:
-                frames = frames[:, :, ::-1]
+            clip = random_horizontal_flip(random_crop(frames, rng, CROP), rng)
         else:
-            y, x = (h - CROP) // 2, (w - CROP) // 2
-            frames = frames[:, y : y + CROP, x : x + CROP]
-        return torch.from_numpy(np.ascontiguousarray(frames))
+            clip = center_crop(frames, CROP)
+        return clip.contiguous()
 
     def __getitem__(self, key: int | tuple[int, int]) -> dict:
         index, epoch = key if isinstance(key, tuple) else (key, 0)

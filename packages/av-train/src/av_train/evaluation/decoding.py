@@ -1,8 +1,8 @@
 """Decoding an evaluation split with one model or a true ensemble of several.
 
-The ensemble averages the members' next-token log-probabilities at every greedy step
+The ensemble averages the members' next-token log-probabilities at every step, greedy or beam
 (log p(y_t) = mean_k log p_k(y_t | y_<t, x)), so all members extend the same hypothesis; each
-member keeps its own encoder output, video states and KV cache.
+member keeps its own encoder output, video states and KV cache (av_fusion_models.generation).
 """
 
 from __future__ import annotations
@@ -11,15 +11,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from av_eval import LEVELS, Prediction
+from av_eval import Prediction
+from av_fusion_models.generation import EnsembleStep, beam_search, greedy_search
 from av_train.data.dataset import Collator, UASpeechAVDataset
 from av_train.data.manifest import Sample, load_samples
 from av_train.data.samplers import DurationBatchSampler
 from av_train.evaluation.loading import LoadedRun
+from av_train.model_io import model_inputs, predictions
 
 # --split value -> (manifest split, block or None for all blocks of that split)
 SPLITS: dict[str, tuple[str, str | None]] = {
@@ -50,72 +51,40 @@ def eval_dataset(run: LoadedRun, samples: list[Sample], with_video: bool, with_a
                              with_audio=with_audio)
 
 
-def model_inputs(run: LoadedRun, batch: dict, device: torch.device) -> dict:
-    """The keyword inputs of ``run``'s model for a collated batch (video only for audio-visual runs)."""
-    kw = {"input_features": batch["input_features"].to(device), "input_lengths": batch["feature_lengths"].to(device)}
-    if run.cfg.uses_video:
-        kw["video"] = batch["video"].to(device)
-        kw["video_padding_mask"] = batch["video_padding_mask"].to(device)
-    if run.cfg.routing_use_level:
-        kw["levels"] = torch.tensor([LEVELS.index(m["level"]) for m in batch["meta"]], device=device)
-    return kw
-
-
 @torch.no_grad()
-def ensemble_greedy(
-    models: Sequence[torch.nn.Module], inputs: Sequence[dict], prompt: torch.Tensor, max_new_tokens: int,
-    eos_token_id: int, pad_token_id: int | None = None, use_cache: bool = True, constraint=None,
+def decode_batch(
+    runs: Sequence[LoadedRun], inputs: Sequence[dict], prompt: torch.Tensor, max_new_tokens: int,
+    eos_token_id: int, pad_token_id: int | None = None, num_beams: int = 1, use_cache: bool = True,
+    constraint=None,
 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
-    """Greedy decoding from the mean of the models' log-probabilities.
+    """One batch decoded by one run or the true ensemble of several (av_fusion_models.generation).
 
+    The ensemble averages the members' log-probabilities at every step (`EnsembleStep`), greedy or beam.
     Shapes:
-        inputs[k]: keyword inputs of model k (input_features [B, n_mels, T_a], video [B, T_v, 88, 88], ...)
-        prompt: [B, P] decoder prompt, the same for every model
-        constraint: optional av_fusion_models TokenTrie; tokens it forbids get -inf (closed vocabulary)
+        inputs[k]: keyword inputs of run k's model (``model_inputs``); prompt [B, P], the same for every run
     Returns:
-        ids [B, P + N] (finished rows padded with ``pad_token_id``), and per model its route
-        probabilities [B, 3] (None for models without a router)
+        ids [B, P + N] (finished rows padded with ``pad_token_id``, default the end-of-text id), and per run
+        its route probabilities [B, 3] (None for models without a router)
     """
-    if not models:
+    if not runs:
         raise ValueError("an ensemble needs at least one model")
+    models = [r.model for r in runs]
     vocab = {m.whisper.proj_out.out_features for m in models}
     if len(vocab) != 1:
         raise ValueError(f"ensemble members have different vocabularies {sorted(vocab)}: they must share a tokenizer")
     pad = eos_token_id if pad_token_id is None else pad_token_id
     room = min(m.whisper.config.max_target_positions for m in models) - prompt.shape[1]
-    max_new_tokens = min(max_new_tokens, room)
-    members, routes = [], []
+    steps, routes = [], []
     for m, kw in zip(models, inputs):
-        fusion = m.prepare_fusion(kw["input_features"], kw.get("video"), kw.get("video_padding_mask"), kw.get("levels"),
-                                  kw.get("input_lengths"), modality_dropout=False)
-        encoder_hidden = m.encode(fusion.input_features, fusion)
-        dec_kwargs = fusion.kwargs("decoder") if m.config.fuse_decoder else {}
-        members.append([m, encoder_hidden, dec_kwargs, None])
-        routes.append(None if fusion.route is None else fusion.route.route_probs.float().cpu())
-    ids = prompt
-    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
-    step_input = ids
-    for _ in range(max(0, max_new_tokens)):
-        logprobs = None
-        for member in members:
-            m, encoder_hidden, dec_kwargs, cache = member
-            if use_cache:
-                hidden, member[3] = m.decode(step_input, encoder_hidden, dec_kwargs, cache=cache, use_cache=True)
-            else:  # the whole prefix again: slower, the reference the cached path must equal
-                hidden, _ = m.decode(ids, encoder_hidden, dec_kwargs)
-            lp = F.log_softmax(m.whisper.proj_out(hidden[:, -1]).float(), dim=-1)  # [B, V]
-            logprobs = lp if logprobs is None else logprobs + lp
-        logprobs = logprobs / len(members)
-        if constraint is not None:
-            allowed = constraint.allowed_mask(ids[:, prompt.shape[1]:], logprobs.shape[-1], [eos_token_id])
-            logprobs = logprobs.masked_fill(~allowed.to(logprobs.device), -float("inf"))
-        next_tokens = logprobs.argmax(dim=-1)
-        next_tokens = torch.where(finished, torch.full_like(next_tokens, pad), next_tokens)
-        ids = torch.cat([ids, next_tokens[:, None]], dim=1)
-        finished |= next_tokens == eos_token_id
-        if bool(finished.all()):
-            break
-        step_input = next_tokens[:, None]
+        step, route = m.decoder_step(**kw, use_cache=use_cache)
+        steps.append(step)
+        routes.append(None if route is None else route.float().cpu())
+    step = steps[0] if len(steps) == 1 else EnsembleStep(steps)
+    max_new_tokens = min(max_new_tokens, room)
+    if num_beams > 1:
+        ids = beam_search(step, prompt, max_new_tokens, num_beams, [eos_token_id], pad, constraint=constraint)
+    else:
+        ids = greedy_search(step, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint)
     return ids, routes
 
 
@@ -125,8 +94,8 @@ def decode_runs(
 ) -> list[Prediction]:
     """Predictions of one run (``runs=[run]``) or of the true ensemble of several on ``split``.
 
-    One run with ``num_beams > 1`` in its config decodes with the model's beam search; otherwise
-    greedy (for one model this is exactly ``model.generate``'s greedy path). Decoding is constrained to
+    ``num_beams`` of the first run's config: greedy (1) or beam search, for one run exactly
+    ``model.generate``'s, for several the ensemble's. Decoding is constrained to
     ``decode_vocabulary`` (default: the first run's config value; ``open``, ``uaspeech`` or a file).
     """
     from av_train.vocabulary import constraint_for, decode_words
@@ -149,29 +118,15 @@ def decode_runs(
                                    max_batch_size=batch_size)
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=0)
     device = next(first.model.parameters()).device
-    beams = first.cfg.num_beams if len(runs) == 1 else 1
+    beams = first.cfg.num_beams
     spec = first.cfg.decode_vocabulary if decode_vocabulary is None else decode_vocabulary
     constraint = constraint_for(first.targets.tokenizer, decode_words(spec), first.cfg.char_level)
     preds: list[Prediction] = []
     for batch in tqdm(loader, desc=desc or f"decoding {split}", disable=not progress, leave=False):
         prompt = torch.tensor(first.targets.prompt, device=device).repeat(len(batch["meta"]), 1)
-        inputs = [model_inputs(r, batch, device) for r in runs]
-        if beams > 1:
-            ids = first.model.generate(**inputs[0], decoder_input_ids=prompt, max_new_tokens=first.cfg.max_new_tokens,
-                                       num_beams=beams, eos_token_id=first.targets.eot, constraint=constraint)
-            routes = [None]
-            if first.model.router is not None:
-                kw = inputs[0]
-                fusion = first.model.prepare_fusion(kw["input_features"], kw.get("video"), kw.get("video_padding_mask"),
-                                                    kw.get("levels"), kw.get("input_lengths"), modality_dropout=False)
-                routes = [None if fusion.route is None else fusion.route.route_probs.float().cpu()]
-        else:
-            ids, routes = ensemble_greedy([r.model for r in runs], inputs, prompt, first.cfg.max_new_tokens,
-                                          first.targets.eot, use_cache=use_cache, constraint=constraint)
-        route = routes[0] if len(runs) == 1 else None
-        for i, (meta, seq) in enumerate(zip(batch["meta"], ids)):
-            hyp = first.targets.decode(seq[prompt.shape[1]:].tolist())
-            rp = None if route is None else tuple(float(x) for x in route[i])
-            preds.append(Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"],
-                                    meta["category"], rp))
+        inputs = [model_inputs(batch, r.cfg, device) for r in runs]
+        ids, routes = decode_batch(runs, inputs, prompt, first.cfg.max_new_tokens, first.targets.eot,
+                                   num_beams=beams, use_cache=use_cache, constraint=constraint)
+        hyps = [first.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
+        preds.extend(predictions(batch["meta"], hyps, routes[0] if len(runs) == 1 else None))
     return preds

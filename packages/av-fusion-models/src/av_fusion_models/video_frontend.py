@@ -1,0 +1,37 @@
+"""The video front-end of audio-visual Whisper: which encoder reads the lips, and where video frames sit on
+Whisper's time axis."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from .avhubert import AVHubertVideoEncoder
+from .configuration import AVWhisperConfig
+from .video_resnet import ResNetVideoEncoder
+
+# Whisper's encoder runs at 50 frames / s (100 mel frames / s, conv2 stride 2).
+ENCODER_FRAME_RATE = 50.0
+
+def sinusoidal_positions(positions: torch.Tensor, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """Whisper's sinusoid table (sin | cos halves) at real-valued positions. positions [T] -> [T, channels]"""
+    if channels % 2 != 0:
+        raise ValueError(f"channels must be even, got {channels}")
+    half = channels // 2
+    log_increment = math.log(max_timescale) / (half - 1)
+    inv_timescales = torch.exp(-log_increment * torch.arange(half, device=positions.device, dtype=torch.float32))
+    scaled = positions.to(torch.float32)[:, None] * inv_timescales[None, :]
+    return torch.cat([scaled.sin(), scaled.cos()], dim=1)
+
+
+def build_video_encoder(config: AVWhisperConfig) -> nn.Module | None:
+    """The video front-end named by `config.video_encoder` (None: features come precomputed)."""
+    if not config.uses_video or config.video_encoder == "precomputed":
+        return None
+    if config.video_encoder == "resnet":
+        return ResNetVideoEncoder(width=config.resnet_width, relu_type=config.resnet_relu_type)
+    if config.video_encoder == "avhubert":
+        return AVHubertVideoEncoder(config.avhubert_config())
+    raise NotImplementedError(f"video encoder {config.video_encoder!r}")
