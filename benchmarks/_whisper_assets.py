@@ -18,13 +18,9 @@ CACHE = Path(os.environ.get("AVFM_BENCH_CACHE", Path.home() / ".cache" / "av_fus
 
 def tiny_en_dir() -> Path:
     """A Hugging Face folder of the real Whisper tiny.en (converted from the bundled CT2 weights once)."""
-    from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+    from av_fusion_models.ct2 import ensure_bundled_tiny_en
 
-    dst = CACHE / "tiny.en-hf"
-    if not (dst / "model.safetensors").is_file():
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        convert_ct2_to_hf(bundled_tiny_en_dir(), dst, overwrite=dst.exists())
-    return dst
+    return ensure_bundled_tiny_en(CACHE / "tiny.en-hf")
 
 
 def speak(word: str, voice: str = "en-us", level: str | None = None, seed: int = 0, lead_s: float = 0.3,

@@ -161,7 +161,7 @@ def roi_block(path: str, rows: list, out_dir: str, params=None, stats: dict | No
 
 
 def _warm(_: int) -> int:
-    from uaspeech_prep.prepare import _worker_init
+    from uaspeech_prep.prepare_pool import worker_init as _worker_init
     from uaspeech_prep.roi import RoiParams, shared_tracker
 
     _worker_init()  # as prepare's pool workers: one OpenCV thread, one FFmpeg decoding thread

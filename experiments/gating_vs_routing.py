@@ -99,10 +99,9 @@ def prepare_base(work: Path, seed: int, workers: int) -> tuple[Path, Path, Path]
         atomic_write(marker, "ok\n")
     if prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--workers", str(workers)]):
         raise SystemExit("prepare failed")
-    if not (model_dir / "config.json").is_file():
-        from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+    from av_fusion_models.ct2 import ensure_bundled_tiny_en
 
-        convert_ct2_to_hf(bundled_tiny_en_dir(), model_dir)
+    ensure_bundled_tiny_en(model_dir)
     from av_train.config import load_config
     from av_train.pipeline import run
 

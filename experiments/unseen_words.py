@@ -59,12 +59,9 @@ def ensure_model(model: str, work: Path) -> str:
     """A local Hugging Face Whisper: ``model`` itself, or the bundled tiny.en converted once (offline)."""
     if model != "bundled-tiny.en":
         return model
-    out = work / "models" / "whisper-tiny.en"
-    if not (out / "config.json").is_file():
-        from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+    from av_fusion_models.ct2 import ensure_bundled_tiny_en
 
-        convert_ct2_to_hf(bundled_tiny_en_dir(), out, overwrite=out.exists())
-    return str(out)
+    return str(ensure_bundled_tiny_en(work / "models" / "whisper-tiny.en"))
 
 
 def ensure_corpus(work: Path, speakers: list[str], seed: int) -> Path:

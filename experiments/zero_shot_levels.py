@@ -8,7 +8,7 @@ word) and
 prints per level the number of words, WER (fraction of words not recognised exactly) and a few errors.
 
 The model folder is a Hugging Face Whisper checkpoint; the real tiny.en weights bundled offline are converted
-on first use when ``--model`` does not exist yet (``av_fusion_models.ct2.convert_ct2_to_hf``).
+on first use when ``--model`` does not exist yet (``av_fusion_models.ct2.ensure_bundled_tiny_en``).
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ def main(argv: list[str] | None = None) -> int:
 
     hf_logging.set_verbosity_error()
 
-    if not (args.model / "config.json").is_file():
-        from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+    if not (args.model / "config.json").is_file():  # any Hugging Face Whisper folder is used as it is
+        from av_fusion_models.ct2 import ensure_bundled_tiny_en
 
-        convert_ct2_to_hf(bundled_tiny_en_dir(), str(args.model))
+        ensure_bundled_tiny_en(args.model)
     torch.set_num_threads(args.threads)
     proc = WhisperProcessor.from_pretrained(args.model)
     model = WhisperForConditionalGeneration.from_pretrained(args.model).eval()

@@ -14,6 +14,7 @@ import pytest
 import torch
 from torch import nn
 
+from av_fusion_models.testing import tiny_whisper
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration
 from av_fusion_models.avhubert import AVHubertConfig, AVHubertVideoEncoder, WeightNormConv1d, load_avhubert_checkpoint
 from av_fusion_models.safe_checkpoint import OpaqueObject, UnsafeCheckpointError, load_untrusted_checkpoint
@@ -336,13 +337,7 @@ def test_video_only_path_and_padding_invariance():
 
 @torch.no_grad()
 def test_avwhisper_with_avhubert_encoder(tmp_path, fairseq_like_modules):
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
     torch.manual_seed(0)
-    wcfg = WhisperConfig(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=4,
-                         decoder_attention_heads=4, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
-                         vocab_size=50, max_source_positions=50, max_target_positions=20, pad_token_id=0,
-                         bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
     state = random_official_state(64, 2, 128, width=4)
     state = {k: v for k, v in state.items() if not k.startswith("encoder.pos_conv")}
     state["encoder.pos_conv.0.weight_g"] = torch.rand(1, 1, 16) + 0.5
@@ -353,7 +348,9 @@ def test_avwhisper_with_avhubert_encoder(tmp_path, fairseq_like_modules):
     cfg = AVWhisperConfig(fusion_location="both", video_encoder="avhubert", avhubert_size="tiny",
                           avhubert_checkpoint=str(path))
     assert cfg.resolved_video_dim == 64
-    model = AVWhisperForConditionalGeneration.from_whisper(WhisperForConditionalGeneration(wcfg), cfg).eval()
+    whisper = tiny_whisper(None, encoder_layers=1, decoder_layers=1, encoder_ffn_dim=64, decoder_ffn_dim=64,
+                           vocab_size=50, max_source_positions=50, max_target_positions=20, init_std=0.02)
+    model = AVWhisperForConditionalGeneration.from_whisper(whisper, cfg).eval()
     assert model.video_encoder_load_report.prefix == "encoder.w2v_model."
     assert torch.equal(model.video_encoder.encoder.layers[1].fc1.weight, state["encoder.layers.1.fc1.weight"])
     feats, ids = torch.randn(2, 80, 40), torch.randint(3, 50, (2, 4))

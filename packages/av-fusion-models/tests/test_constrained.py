@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from av_fusion_models.testing import tiny_whisper
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration
 from av_fusion_models.constrained import TokenTrie, word_target_text
 
@@ -14,16 +14,8 @@ WORDS = [[10, 11, 12], [10, 11, 13, 14], [20], [30, 31], [10, 40]]
 
 
 def tiny_av(**cfg):
-    torch.manual_seed(0)
-    wcfg = WhisperConfig(
-        d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80, vocab_size=96, max_source_positions=100,
-        max_target_positions=40, pad_token_id=0, bos_token_id=1, eos_token_id=EOS, decoder_start_token_id=1,
-        init_std=0.3,
-    )
-    torch.manual_seed(1)
     model = AVWhisperForConditionalGeneration.from_whisper(
-        WhisperForConditionalGeneration(wcfg), AVWhisperConfig(video_encoder="precomputed", video_dim=16, **cfg)
+        tiny_whisper(1, eos_token_id=EOS), AVWhisperConfig(video_encoder="precomputed", video_dim=16, **cfg)
     ).eval()
     with torch.no_grad():
         for block in model.gated_xattn_blocks:

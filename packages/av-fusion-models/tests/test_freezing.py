@@ -1,8 +1,8 @@
 """Freezing policies give exactly the expected sets of trainable parameters."""
 
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from av_fusion_models.testing import tiny_whisper
 from av_fusion_models import (
     AVWhisperConfig,
     AVWhisperForConditionalGeneration,
@@ -19,14 +19,11 @@ LAYERS = 2
 
 
 def build(**cfg):
-    torch.manual_seed(0)
-    wcfg = WhisperConfig(
-        d_model=32, encoder_layers=LAYERS, decoder_layers=LAYERS, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, vocab_size=50, max_source_positions=50,
-        max_target_positions=20, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1,
-    )
+    whisper = tiny_whisper(0, d_model=32, encoder_layers=LAYERS, decoder_layers=LAYERS, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=50,
+                           max_source_positions=50, max_target_positions=20, init_std=0.02)
     cfg.setdefault("resnet_width", 2)
-    return AVWhisperForConditionalGeneration.from_whisper(WhisperForConditionalGeneration(wcfg), AVWhisperConfig(**cfg))
+    return AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(**cfg))
 
 
 def names(model, prefix):

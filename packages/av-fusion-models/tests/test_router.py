@@ -2,21 +2,16 @@
 
 import pytest
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from av_fusion_models.testing import tiny_whisper
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, FusionRouter, masked_mean_std
 
 
 def tiny_av(seed=0, **cfg):
-    torch.manual_seed(seed)
-    wcfg = WhisperConfig(
-        d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80, vocab_size=96, max_source_positions=100,
-        max_target_positions=40, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, init_std=0.3,
-    )
+    whisper = tiny_whisper(seed)
     cfg.setdefault("resnet_width", 4)
     cfg.setdefault("routing_dropout", 0.0)
-    model = AVWhisperForConditionalGeneration.from_whisper(WhisperForConditionalGeneration(wcfg), AVWhisperConfig(**cfg))
+    model = AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(**cfg))
     with torch.no_grad():
         for block in model.gated_xattn_blocks:
             if block.learned_gates:

@@ -5,19 +5,13 @@ import json
 import pytest
 import torch
 from safetensors import safe_open
-from transformers import WhisperConfig, WhisperForConditionalGeneration
 
+from av_fusion_models import testing
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration
 
 
 def tiny_whisper():
-    torch.manual_seed(0)
-    cfg = WhisperConfig(
-        d_model=64, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4, decoder_attention_heads=4,
-        encoder_ffn_dim=128, decoder_ffn_dim=128, num_mel_bins=80, vocab_size=96, max_source_positions=100,
-        max_target_positions=40, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1, init_std=0.3,
-    )
-    return WhisperForConditionalGeneration(cfg).eval()
+    return testing.tiny_whisper(0).eval()
 
 
 @pytest.fixture

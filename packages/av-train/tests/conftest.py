@@ -21,22 +21,13 @@ SPEAKERS = {"M12": "very_low", "F05": "high"}
 @pytest.fixture(scope="session")
 def tiny_whisper_dir(tmp_path_factory) -> Path:
     """A 2-layer, d_model 64 Whisper (random weights) with the real English-only tokenizer."""
-    import torch
-    from transformers import WhisperConfig, WhisperForConditionalGeneration
-
     from av_fusion_models.ct2 import bundled_tiny_en_dir
+    from av_fusion_models.testing import ENGLISH_TOKENS, tiny_whisper
     from av_fusion_models.tokenizer import build_whisper_tokenizer
 
     out = tmp_path_factory.mktemp("tiny_whisper")
     tok = build_whisper_tokenizer(bundled_tiny_en_dir())
-    cfg = WhisperConfig(
-        vocab_size=51864, num_mel_bins=80, d_model=64, encoder_layers=2, decoder_layers=2,
-        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=128, decoder_ffn_dim=128,
-        max_source_positions=1500, max_target_positions=64,
-        decoder_start_token_id=50257, eos_token_id=50256, pad_token_id=50256, bos_token_id=50256,
-    )
-    torch.manual_seed(0)
-    WhisperForConditionalGeneration(cfg).save_pretrained(out)
+    tiny_whisper(0, **ENGLISH_TOKENS, max_source_positions=1500, max_target_positions=64, init_std=0.02).save_pretrained(out)
     tok.save_pretrained(out)
     return out
 

@@ -1,9 +1,10 @@
+import pytest
 import torch
 
 from av_fusion_models.tokenizer import build_whisper_tokenizer  # noqa: F401  (tokenizer comes from the fixture dir)
 from av_train.config import from_dict
 from av_train.data.datamodule import UASpeechDataModule
-from av_train.data.manifest import load_samples
+from av_train.data.manifest import ManifestError, load_samples
 from av_train.data.targets import TargetEncoder
 
 
@@ -33,6 +34,19 @@ def test_manifest_samples_split_and_channels(prepared_tree):
     assert len(test) == 2 * 4 and {s.block for s in test} == {"B2"}
     _, skipped = load_samples(prepared_tree, "test", ["M8"])
     assert len(skipped) == 8 and "no channel M8" in skipped[0]
+
+
+def test_manifest_lines_that_are_not_samples_name_the_line(prepared_tree, tmp_path):
+    import json
+
+    lines = (prepared_tree / "manifest.jsonl").read_text().splitlines()
+    for bad, why in (("{broken", "not valid JSON"), (json.dumps({"utt_id": "F02_B1_D0", "speaker": "F02"}), "missing")):
+        (tmp_path / "manifest.jsonl").write_text("\n".join([lines[0], bad, *lines[1:]]) + "\n")
+        with pytest.raises(ManifestError, match=f"manifest.jsonl:2: {why}"):
+            load_samples(tmp_path, "train", ["M5"])
+    (tmp_path / "manifest.jsonl").write_text("\n")
+    with pytest.raises(ManifestError, match="lists no utterances"):
+        load_samples(tmp_path, "train", ["M5"])
 
 
 def test_batches_audio_visual(prepared_tree, tiny_whisper_dir):

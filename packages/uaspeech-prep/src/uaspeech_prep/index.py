@@ -225,33 +225,59 @@ def build_index(
     source = Path(source).resolve()
     if not source.is_dir():
         raise FileNotFoundError(f"{source}: source folder does not exist")
-    wanted = None
-    if speakers:
-        wanted = {s.strip() for s in speakers}
-        for s in wanted:
-            if s not in corpus.SPEAKERS:
-                raise ValueError(f"unknown UASpeech speaker {s!r} in --speakers; known: {', '.join(sorted(corpus.SPEAKERS))}")
-    mic_set = None
-    if mics and [m.strip().lower() for m in mics] != ["all"]:
-        mic_set = [m.strip() for m in mics]
-        bad = [m for m in mic_set if m not in corpus.MICROPHONES]
-        if bad:
-            raise ValueError(f"unknown microphone(s) {bad}; expected some of {corpus.MICROPHONES}")
-
+    wanted, mic_set = _speaker_choice(speakers), _mic_choice(mics)
     audio_root, variant = resolve_audio_root(source, variant)
     problems: list[Problem] = []
-    try:
-        wordlist, wordlist_path, wordlist_source = load_wordlist(source)
-    except Exception as e:  # noqa: BLE001 - a broken .xls is reported, the built-in list is used
-        wordlist, wordlist_path, wordlist_source = dict(corpus.builtin_wordlist()), None, "builtin (xls unreadable)"
-        problems.append(Problem("bad_wordlist", str(find_wordlist(source)),
-                                f"cannot read the word list ({type(e).__name__}: {e}); used the built-in list"))
+    wordlist, wordlist_path, wordlist_source = _wordlist_or_builtin(source, problems)
     if wordlist_path is not None and cross_check:
         problems.extend(wordlist_problems(wordlist_path))
-    seen: dict[str, Path] = {}
-    durations: dict[Path, float] = {}
-    utts: dict[str, Utterance] = {}
+    wavs = scan_audio(audio_root, variant, problems)
+    utts = group_utterances(wavs, wordlist, wanted, mic_set, problems)
+    blocks, clips = _scan_video(source / "video", wanted, problems)
+    for uid, clip in clips.items():
+        if uid in utts:
+            utts[uid].clip = clip
+    utts = dict(sorted(utts.items(), key=lambda kv: _utt_sort_key(kv[1])))
+    return CorpusIndex(
+        source=source, audio_root=audio_root, variant=variant, utterances=utts, blocks=blocks,
+        clips=clips, wordlist_path=wordlist_path, wordlist_source=wordlist_source, problems=problems,
+        wordlist=wordlist,
+    )
 
+
+def _speaker_choice(speakers: Iterable[str] | None) -> set[str] | None:
+    if not speakers:
+        return None
+    wanted = {s.strip() for s in speakers}
+    for s in wanted:
+        if s not in corpus.SPEAKERS:
+            raise ValueError(f"unknown UASpeech speaker {s!r} in --speakers; known: {', '.join(sorted(corpus.SPEAKERS))}")
+    return wanted
+
+
+def _mic_choice(mics: Iterable[str] | None) -> list[str] | None:
+    if not mics or [m.strip().lower() for m in mics] == ["all"]:
+        return None
+    mic_set = [m.strip() for m in mics]
+    bad = [m for m in mic_set if m not in corpus.MICROPHONES]
+    if bad:
+        raise ValueError(f"unknown microphone(s) {bad}; expected some of {corpus.MICROPHONES}")
+    return mic_set
+
+
+def _wordlist_or_builtin(source: Path, problems: list[Problem]) -> tuple[dict[str, str], Path | None, str]:
+    """:func:`load_wordlist`; a broken .xls is reported and the built-in list used."""
+    try:
+        return load_wordlist(source)
+    except Exception as e:  # noqa: BLE001 - a broken .xls is reported, the built-in list is used
+        problems.append(Problem("bad_wordlist", str(find_wordlist(source)),
+                                f"cannot read the word list ({type(e).__name__}: {e}); used the built-in list"))
+        return dict(corpus.builtin_wordlist()), None, "builtin (xls unreadable)"
+
+
+def scan_audio(audio_root: Path, variant: str | None, problems: list[Problem]) -> list[Path]:
+    """Every wav under ``audio_root`` in a stable order (sorted folders, then names), without hidden files
+    and, when speaker folders sit directly under ``audio/``, without the variant folders beside them."""
     if not audio_root.is_dir():
         problems.append(Problem("no_audio", str(audio_root), "no audio folder in the source tree"))
     wavs: list[Path] = []
@@ -272,7 +298,17 @@ def build_index(
                 if _is_hidden_junk(name) or not name.lower().endswith(".wav"):
                     continue
                 wavs.append(Path(dirpath) / name)
+    return wavs
 
+
+def group_utterances(wavs: Iterable[Path], wordlist: dict[str, str], wanted: set[str] | None,
+                     mic_set: list[str] | None, problems: list[Problem]) -> dict[str, Utterance]:
+    """The utterances of ``wavs`` (one per speaker, block and word; its microphones in the corpus's order).
+    Each wav's name is parsed strictly and the file checked; what is wrong becomes a problem, not a silent
+    drop. ``wanted`` / ``mic_set``: keep only these speakers / microphones (each of ``mic_set`` required)."""
+    seen: dict[str, Path] = {}
+    durations: dict[Path, float] = {}
+    utts: dict[str, Utterance] = {}
     for path in wavs:
         name = path.name
         parent = path.parent.name
@@ -306,13 +342,7 @@ def build_index(
             except KeyError as e:
                 problems.append(Problem("unknown_word", str(path), str(e.args[0] if e.args else e)))
                 continue
-            spk = corpus.speaker(an.speaker)
-            utt = Utterance(
-                utt_id=an.utt_id, speaker=an.speaker, block=an.block, word_id=an.word_id, word=word,
-                category=corpus.category_of(an.word_id), level=spk.level,
-                split=corpus.split_of_block(an.block),
-            )
-            utts[an.utt_id] = utt
+            utt = utts[an.utt_id] = _new_utterance(an, word)
         utt.audio[an.mic] = path
 
     # microphones: stable order; requested but missing ones are problems
@@ -324,16 +354,15 @@ def build_index(
                 if m not in utt.audio:
                     problems.append(Problem("missing_mic", f"{utt.utt_id}_{m}.wav",
                                             f"microphone {m} requested but absent or unusable for {utt.utt_id}"))
+    return utts
 
-    blocks, clips = _scan_video(source / "video", wanted, problems)
-    for uid, clip in clips.items():
-        if uid in utts:
-            utts[uid].clip = clip
-    utts = dict(sorted(utts.items(), key=lambda kv: _utt_sort_key(kv[1])))
-    return CorpusIndex(
-        source=source, audio_root=audio_root, variant=variant, utterances=utts, blocks=blocks,
-        clips=clips, wordlist_path=wordlist_path, wordlist_source=wordlist_source, problems=problems,
-        wordlist=wordlist,
+
+def _new_utterance(an, word: str) -> Utterance:
+    """The utterance of a parsed audio name, with the corpus's facts about its speaker, block and word."""
+    return Utterance(
+        utt_id=an.utt_id, speaker=an.speaker, block=an.block, word_id=an.word_id, word=word,
+        category=corpus.category_of(an.word_id), level=corpus.speaker(an.speaker).level,
+        split=corpus.split_of_block(an.block),
     )
 
 

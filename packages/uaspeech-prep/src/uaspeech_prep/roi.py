@@ -47,6 +47,7 @@ similarity transform to a reference face -> fixed-size mouth crop):
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import re
@@ -60,6 +61,8 @@ import numpy as np
 
 from uaspeech_prep.lip_tracking import FlowParams, FlowTracker, FrameLandmarks, similarity_to_reference
 from uaspeech_prep.video_io import iter_frames, probe, write_video
+
+logger = logging.getLogger(__name__)
 
 OUTER_LIPS: tuple[int, ...] = (
     61, 185, 40, 39, 37, 0, 267, 269, 270, 409, 291, 375, 321, 405, 314, 17, 84, 181, 91, 146,
@@ -298,11 +301,6 @@ class RoiResult:
 
 def mouth_center(landmarks: np.ndarray) -> np.ndarray:
     return landmarks[list(OUTER_LIPS)].mean(axis=0)
-
-
-def mouth_width(landmarks: np.ndarray) -> float:
-    a, b = MOUTH_CORNERS
-    return float(np.linalg.norm(landmarks[a] - landmarks[b]))
 
 
 def _moving_average(x: np.ndarray, window: int) -> np.ndarray:
@@ -554,8 +552,8 @@ _CHATTER = re.compile(r"^(?:W0000 .*(?:face_landmarker_graph|inference_feedback_
 
 
 def _without_mediapipe_chatter(create, *args):
-    """``create(*args)`` with the C-level stderr captured; lines other than the known chatter are passed on
-    (a real error stays visible)."""
+    """``create(*args)`` with the C-level stderr captured; lines other than the known chatter are passed on as
+    a warning (a real error stays visible: without a logging setup, Python prints warnings on stderr as is)."""
     import sys
     import tempfile
 
@@ -575,7 +573,7 @@ def _without_mediapipe_chatter(create, *args):
             capture.seek(0)
             kept = [ln for ln in capture.read().decode(errors="replace").splitlines() if not _CHATTER.match(ln)]
             if kept:
-                print("\n".join(kept), file=sys.stderr, flush=True)
+                logger.warning("%s", "\n".join(kept))
 
 
 # Trackers still open at exit are closed by atexit, while mediapipe still works (its own __del__ at

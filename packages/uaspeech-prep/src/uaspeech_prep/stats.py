@@ -4,12 +4,11 @@ counts a complete release has for the same speakers (:func:`uaspeech_prep.vocab.
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from uaspeech_prep import corpus
+from uaspeech_prep.manifest import ManifestLineError, manifest_path, read_lines
 from uaspeech_prep.vocab import VOCABULARIES, Counts, expected_counts, in_vocabulary, is_seen, training_words
 
 
@@ -61,28 +60,26 @@ def tree_stats(root: str | Path, vocabulary: str = "all", mics: list[str] | None
     wavs = clips = rois = 0
     present: set[str] = set()  # speakers in the tree, before the vocabulary filter
     problems: list[str] = []
-    manifest = root / "manifest.jsonl"
+    manifest = manifest_path(root)
     if manifest.is_file():
         kind = "prepared"
-        for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
+        for line in read_lines(manifest):
             try:
-                rec = json.loads(line)
-                spk, blk, wid = rec["speaker"], rec["block"], rec["word_id"]
-            except (json.JSONDecodeError, KeyError, TypeError) as e:
-                problems.append(f"{manifest}:{lineno}: unusable record ({type(e).__name__}: {e})")
+                rec = line.record(require=("speaker", "block", "word_id"))
+            except ManifestLineError as e:
+                problems.append(f"{e.path}:{e.lineno}: unusable record ({e.why})")
                 continue
+            spk, blk, wid = rec.speaker, rec.block, rec.word_id
             present.add(spk)
             if not in_vocabulary(vocabulary, blk, wid, wl, tw):
                 continue
-            audio = {m: p for m, p in (rec.get("audio") or {}).items() if not mics or m in mics}
+            audio = {m: p for m, p in (rec.audio or {}).items() if not mics or m in mics}
             if mics and not audio:
                 continue
             counts.add(spk, blk, wid, is_seen(blk, wid, wl, tw))
             wavs += len(audio)
-            clips += bool(rec.get("clip"))
-            rois += bool(rec.get("roi"))
+            clips += bool(rec.clip)
+            rois += bool(rec.roi)
     else:
         from uaspeech_prep.index import build_index
 
@@ -136,26 +133,3 @@ def format_stats(st: TreeStats, max_problems: int = 20) -> str:
         if len(st.problems) > max_problems:
             lines.append(f"  ... {len(st.problems) - max_problems} more")
     return "\n".join(lines)
-
-
-def register(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser(
-        "stats", help="utterance counts per split, level, speaker and category of a release or prepared tree",
-        description="Count utterances per split (B1+B3 train, B2 test), B2 seen/unseen words, level, speaker and "
-                    "category, next to what a complete release has for the same speakers (docs/UASpeech.md).",
-    )
-    p.add_argument("root", type=Path, help="a release tree (audio/, video/, doc/) or a prepared tree (manifest.jsonl)")
-    p.add_argument("--vocabulary", default="all", choices=VOCABULARIES,
-                   help="all words | common (the 155 of every block) | seen / unseen (in B1+B3) (default all)")
-    p.add_argument("--mics", nargs="+", metavar="MIC", choices=corpus.MICROPHONES,
-                   help="count only utterances with these microphones (default: any)")
-    p.add_argument("--variant", help="audio variant of a release tree (original | normalized | noisereduce)")
-    p.add_argument("--json", action="store_true", help="print the counts as JSON")
-    p.set_defaults(func=run_command)
-    return p
-
-
-def run_command(args: argparse.Namespace) -> int:
-    st = tree_stats(args.root, args.vocabulary, args.mics, args.variant)  # errors: one line (uaspeech_prep.cli)
-    print(json.dumps(st.to_dict(), indent=2) if args.json else format_stats(st))
-    return 0

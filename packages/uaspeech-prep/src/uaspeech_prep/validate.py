@@ -21,11 +21,10 @@ import soundfile as sf
 
 from uaspeech_prep import corpus
 from uaspeech_prep.index import wav_format_problem
+from uaspeech_prep.manifest import CORE_FIELDS, ManifestLineError, ManifestRecord, manifest_path, read_lines
 from uaspeech_prep.video_io import VideoError, find_temps, probe
 
 ROI_SIZE = 96
-REQUIRED = ("utt_id", "speaker", "level", "block", "split", "word_id", "word", "category", "audio", "clip", "roi",
-            "roi_fps", "roi_frames", "audio_offset_s", "duration_s")
 
 
 @dataclass
@@ -107,20 +106,21 @@ def validate_tree(root: str | Path, tolerance_s: float = 0.2, source: str | Path
     ``speakers`` / ``mics`` / ``variant`` as the preparation was)."""
     root = Path(root)
     rep = ValidationReport(root)
-    manifest = root / "manifest.jsonl"
+    manifest = manifest_path(root)
     if not manifest.is_file():
         rep.findings.append(Finding("-", "no_manifest", f"{manifest} does not exist"))
         return rep
     seen: set[str] = set()
-    for lineno, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    records: dict[str, ManifestRecord] = {}  # by utterance, for the check against the source index
+    for line in read_lines(manifest):
         try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            rep.findings.append(Finding(f"line {lineno}", "bad_json", f"{manifest}:{lineno}: {e.msg}"))
+            rec = line.record(require=())  # a record with missing fields is checked, and they are reported
+        except ManifestLineError as e:
+            rep.findings.append(Finding(f"line {line.lineno}", "bad_json", str(e)))
             continue
-        _check_record(rec, root, rep, tolerance_s, seen, lineno)
+        _check_record(rec, root, rep, tolerance_s, seen, line.lineno)
+        if isinstance(rec.utt_id, str):
+            records[rec.utt_id] = rec
     if not seen and not rep.findings:
         rep.findings.append(Finding("-", "empty_manifest", f"{manifest} lists no utterances"))
     if source is not None:
@@ -131,7 +131,7 @@ def validate_tree(root: str | Path, tolerance_s: float = 0.2, source: str | Path
         variant = variant if variant is not None else chosen.get("variant")
         if speakers is None and chosen.get("speakers"):  # partial runs: theirs and those in the manifest
             speakers = sorted(set(chosen["speakers"]) | (set(rep.speakers) & set(corpus.SPEAKERS)))
-        _check_against_index(rep, Path(source), root, speakers, mics, variant)
+        _check_against_index(rep, Path(source), records, speakers, mics, variant)
     for tmp in find_temps(root):
         rep.findings.append(Finding("-", "temp_file", f"left-over temporary file {tmp}"))
     return rep
@@ -146,9 +146,10 @@ def _prepared_with(root: Path) -> dict:
     return {k: params.get(k) for k in ("mics", "variant", "speakers") if params.get(k)}
 
 
-def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen: set[str], lineno: int) -> None:
-    uid = str(rec.get("utt_id", f"line {lineno}"))
-    spk = str(rec.get("speaker", "?"))
+def _check_record(rec: ManifestRecord, root: Path, rep: ValidationReport, tol: float, seen: set[str],
+                  lineno: int) -> None:
+    uid = str(rec.utt_id) if rec.has("utt_id") else f"line {lineno}"
+    spk = str(rec.speaker) if rec.has("speaker") else "?"
     st = rep.speakers.setdefault(spk, SpeakerStats())
     st.utterances += 1
     n0 = len(rep.findings)
@@ -156,7 +157,7 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
     def bad(kind: str, msg: str) -> None:
         rep.findings.append(Finding(uid, kind, msg))
 
-    missing = [k for k in REQUIRED if k not in rec]
+    missing = [k for k in CORE_FIELDS if not rec.has(k)]
     if missing:
         bad("fields", f"missing field(s) {missing}")
     if uid in seen:
@@ -164,19 +165,18 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
     seen.add(uid)
     try:
         s, b, w = corpus.parse_utt_id(uid)
-        if (s, b, w) != (rec.get("speaker"), rec.get("block"), rec.get("word_id")):
-            bad("fields", f"speaker/block/word_id {rec.get('speaker')}/{rec.get('block')}/{rec.get('word_id')} "
-                          "do not match the utt_id")
-        if rec.get("split") != corpus.split_of_block(b):
-            bad("fields", f"split {rec.get('split')!r}, expected {corpus.split_of_block(b)!r}")
-        if "level" in rec and s in corpus.SPEAKERS and rec["level"] != corpus.speaker(s).level:
-            bad("fields", f"level {rec['level']!r}, expected {corpus.speaker(s).level!r}")
-        if "category" in rec and rec["category"] != corpus.category_of(w):
-            bad("fields", f"category {rec['category']!r}, expected {corpus.category_of(w)!r}")
+        if (s, b, w) != (rec.speaker, rec.block, rec.word_id):
+            bad("fields", f"speaker/block/word_id {rec.speaker}/{rec.block}/{rec.word_id} do not match the utt_id")
+        if rec.split != corpus.split_of_block(b):
+            bad("fields", f"split {rec.split!r}, expected {corpus.split_of_block(b)!r}")
+        if rec.has("level") and s in corpus.SPEAKERS and rec.level != corpus.speaker(s).level:
+            bad("fields", f"level {rec.level!r}, expected {corpus.speaker(s).level!r}")
+        if rec.has("category") and rec.category != corpus.category_of(w):
+            bad("fields", f"category {rec.category!r}, expected {corpus.category_of(w)!r}")
     except ValueError as e:
         bad("fields", str(e))
 
-    audio = rec.get("audio") or {}
+    audio = rec.audio or {}
     if not audio:
         bad("audio", "no audio listed")
     for mic, rel in audio.items():
@@ -199,7 +199,7 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
             continue
         st.audio_ok += 1
 
-    for mic, rel in (rec.get("audio_vad") or {}).items():
+    for mic, rel in (rec.audio_vad or {}).items():
         p = root / rel
         try:
             if sf.info(str(p)).frames == 0:
@@ -207,30 +207,30 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
         except Exception as e:  # noqa: BLE001 - missing or unreadable
             bad("missing_audio" if not p.is_file() else "unreadable_audio", f"VAD {mic}: {rel}: {e}")
 
-    if rec.get("clip"):
+    if rec.clip:
         st.clips += 1
-        p = root / rec["clip"]
+        p = root / rec.clip
         if not p.is_file():
-            bad("missing_clip", f"{rec['clip']} does not exist")
+            bad("missing_clip", f"{rec.clip} does not exist")
         else:
             got, err = _check_video_opens(p)
             if got is None:
                 bad("unreadable_clip", err)
             else:
                 info, _frame = got
-                dur = float(rec.get("duration_s") or 0.0)
+                dur = float(rec.duration_s or 0.0)
                 clip_s = info.frame_count / info.fps
                 if dur > 0 and abs(clip_s - dur) > tol + 1e-6:
-                    bad("clip_duration", f"{rec['clip']}: {info.frame_count} frames at {info.fps:g} fps = {clip_s:.3f} s "
+                    bad("clip_duration", f"{rec.clip}: {info.frame_count} frames at {info.fps:g} fps = {clip_s:.3f} s "
                                          f"for {dur:.3f} s of audio (tolerance {tol:g} s)")
                 else:
                     st.clips_ok += 1
 
-    if rec.get("roi"):
+    if rec.roi:
         st.rois += 1
-        p = root / rec["roi"]
+        p = root / rec.roi
         if not p.is_file():
-            bad("missing_roi", f"{rec['roi']} does not exist")
+            bad("missing_roi", f"{rec.roi} does not exist")
         else:
             got, err = _check_video_opens(p)
             if got is None:
@@ -239,16 +239,16 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
                 info, frame = got
                 ok = True
                 if (info.width, info.height) != (ROI_SIZE, ROI_SIZE) or frame.shape[:2] != (ROI_SIZE, ROI_SIZE):
-                    bad("roi_size", f"{rec['roi']} is {info.width}x{info.height}, expected {ROI_SIZE}x{ROI_SIZE}")
+                    bad("roi_size", f"{rec.roi} is {info.width}x{info.height}, expected {ROI_SIZE}x{ROI_SIZE}")
                     ok = False
-                fps = float(rec.get("roi_fps") or 0.0)
+                fps = float(rec.roi_fps or 0.0)
                 if abs(info.fps - 25.0) > 0.01 or abs(fps - 25.0) > 0.01:
-                    bad("roi_fps", f"{rec['roi']} at {info.fps:g} fps (manifest {fps:g}), expected 25")
+                    bad("roi_fps", f"{rec.roi} at {info.fps:g} fps (manifest {fps:g}), expected 25")
                     ok = False
-                if rec.get("roi_frames") is not None and info.frame_count != rec["roi_frames"]:
-                    bad("roi_frames", f"{rec['roi']} has {info.frame_count} frames, manifest says {rec['roi_frames']}")
+                if rec.roi_frames is not None and info.frame_count != rec.roi_frames:
+                    bad("roi_frames", f"{rec.roi} has {info.frame_count} frames, manifest says {rec.roi_frames}")
                     ok = False
-                dur = float(rec.get("duration_s") or 0.0)
+                dur = float(rec.duration_s or 0.0)
                 expected = 25.0 * dur
                 if dur > 0 and abs(info.frame_count - expected) > 25.0 * tol + 1e-6:
                     bad("roi_duration",
@@ -259,18 +259,13 @@ def _check_record(rec: dict, root: Path, rep: ValidationReport, tol: float, seen
     st.problems += len(rep.findings) - n0
 
 
-def _check_against_index(rep: ValidationReport, source: Path, root: Path, speakers, mics, variant) -> None:
+def _check_against_index(rep: ValidationReport, source: Path, records: dict[str, ManifestRecord], speakers, mics,
+                         variant) -> None:
+    """``records``: the manifest's, by utterance."""
     from uaspeech_prep.clips import read_frame_index
     from uaspeech_prep.index import build_index
 
     idx = build_index(source, speakers=speakers, mics=mics, variant=variant, cross_check=False)
-    records = {}
-    for line in (root / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-            records[rec["utt_id"]] = rec
-        except (json.JSONDecodeError, KeyError, TypeError):
-            continue
     ranged: set[str] = set()
     for bv in idx.blocks.values():
         if bv.video is not None and bv.frame_index is not None:
@@ -285,7 +280,7 @@ def _check_against_index(rep: ValidationReport, source: Path, root: Path, speake
             rep.speakers[u.speaker].problems += 1
             rep.findings.append(Finding(uid, "missing_record", f"in the source index ({source}) but not in the manifest"))
             continue
-        if (uid in ranged or uid in idx.clips) and not rec.get("clip"):
+        if (uid in ranged or uid in idx.clips) and not rec.clip:
             rep.speakers.setdefault(u.speaker, SpeakerStats()).problems += 1
             rep.findings.append(Finding(uid, "missing_clip", "the source has video for it but the manifest has no clip"))
 

@@ -107,11 +107,6 @@ def read_frames(path: str | Path, gray: bool = False) -> list[np.ndarray]:
     return frames
 
 
-def count_frames(path: str | Path) -> int:
-    """Frame count by decoding (slow but exact for any container)."""
-    return sum(1 for _ in iter_frames(path))
-
-
 # --- atomic files -----------------------------------------------------------------------------
 
 

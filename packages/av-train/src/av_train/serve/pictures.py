@@ -10,7 +10,10 @@ import math
 
 import numpy as np
 
-ROUTE_LABELS = {"encoder_only": "encoder", "decoder_only": "decoder", "both": "both"}
+from av_fusion_models.router import ROUTES
+
+# the router's route names, shortened for the bars ("encoder_only" -> "encoder")
+ROUTE_LABELS = {route: route.removesuffix("_only") for route in ROUTES}
 GAP = 4  # pixels between tiles
 
 
