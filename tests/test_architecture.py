@@ -119,3 +119,99 @@ def test_no_member_depends_on_the_cli():
     for package, member in MEMBERS.items():
         if package != "av_cli":
             assert "av-cli" not in _declared(member), f"{member} depends on av-cli"
+
+
+MAX_LINES = 600
+
+
+def _module_name(src: Path, py: Path) -> str:
+    parts = list(py.relative_to(src).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def _import_graph(package: str) -> dict[str, set[str]]:
+    """Module -> the modules of the same package it imports (anywhere in the file: function-level imports count).
+
+    ``from P.a import b`` points at ``P.a.b`` when that is a module, else at ``P.a``; relative imports are resolved.
+    """
+    src = MEMBERS[package] / "src"
+    files = {_module_name(src, py): py for py in (src / package).rglob("*.py")}
+    graph: dict[str, set[str]] = {name: set() for name in files}
+    for name, py in files.items():
+        is_pkg = py.name == "__init__.py"
+        here = name if is_pkg else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(py.read_text(), filename=str(py))):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = here.split(".")[: len(here.split(".")) - (node.level - 1)]
+                    module = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    module = node.module or ""
+                targets = [f"{module}.{a.name}" if f"{module}.{a.name}" in files else module for a in node.names]
+            for target in targets:
+                while target and target not in files:
+                    target = target.rpartition(".")[0]
+                if target and target != name and target.split(".")[0] == package:
+                    graph[name].add(target)
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize("package", list(MEMBERS))
+def test_no_import_cycles_inside_a_package(package):
+    cycles = _cycles(_import_graph(package))
+    assert not cycles, f"{package} has import cycles (each line: modules that import each other): {cycles}"
+
+
+def test_no_source_file_is_a_thousand_line_room():
+    long = {}
+    for member in (*MEMBERS.values(),):
+        for py in (member / "src").rglob("*.py"):
+            n = len(py.read_text().splitlines())
+            if n > MAX_LINES:
+                long[str(py.relative_to(ROOT))] = n
+    assert not long, f"source files over {MAX_LINES} lines (split them by purpose): {long}"
