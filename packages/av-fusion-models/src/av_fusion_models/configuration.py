@@ -64,7 +64,7 @@ class AVWhisperConfig:
             fusion blocks have no learned gates and the router's encoder / decoder scale IS the gate of
             every block on that side. The model is then no longer plain Whisper at initialisation.
             Needs `soft_fusion_routing`.
-        num_levels, level_embed_dim: size of that level embedding table.
+        num_levels, level_embed_dim: size of the router's severity-level embedding table.
         cut_encoder_positions: accept log-mel inputs shorter than 30 s (any even length up to
             2 * max_source_positions); the positional table is cut to the input length. When False,
             inputs must be exactly 3000 frames, as in Hugging Face's WhisperEncoder.
