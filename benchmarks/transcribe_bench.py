@@ -33,7 +33,9 @@ OUT = ROOT / "benchmarks" / "results" / "transcribe_bench"
 
 def b2_clips(corpus: Path, n: int) -> list[dict]:
     """``n`` B2 utterances (microphone M5) spread over speakers, deterministic."""
-    recs = [json.loads(x) for x in (corpus / "manifest.jsonl").read_text().splitlines() if x.strip()]
+    from uaspeech_prep.manifest import manifest_path, read_records
+
+    recs = [r.to_dict() for r in read_records(manifest_path(corpus))]
     recs = sorted((r for r in recs if r["block"] == "B2" and "M5" in r["audio"]), key=lambda r: r["utt_id"])
     if len(recs) < n:
         print(f"only {len(recs)} B2 utterances in {corpus}; using them all", file=sys.stderr)

@@ -17,7 +17,6 @@ one's frame count, nearest frame), and the spread of the audio durations over B1
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -28,20 +27,15 @@ import soundfile as sf
 from scipy.optimize import minimize
 from scipy.special import logsumexp
 
+from uaspeech_prep.manifest import manifest_path
+from uaspeech_prep.manifest import read_records as read_manifest
 from uaspeech_prep.video_io import read_frames
 
 LEVELS = ("high", "mid", "low", "very_low")
 
 
 def read_records(root: Path) -> list[dict]:
-    recs = []
-    with open(root / "manifest.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                if r.get("roi"):
-                    recs.append(r)
-    return recs
+    return [r.to_dict() for r in read_manifest(manifest_path(root)) if r.roi]
 
 
 def resample(frames: np.ndarray, n: int) -> np.ndarray:

@@ -14,7 +14,6 @@ on first use when ``--model`` does not exist yet (``av_fusion_models.ct2.ensure_
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import sys
 from collections import defaultdict
@@ -60,13 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     proc = WhisperProcessor.from_pretrained(args.model)
     model = WhisperForConditionalGeneration.from_pretrained(args.model).eval()
 
-    recs = []
-    with open(args.prepared / "manifest.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                r = json.loads(line)
-                if r["block"] in args.blocks and args.mic in r.get("audio", {}):
-                    recs.append(r)
+    from uaspeech_prep.manifest import manifest_path, read_records
+
+    recs = [r.to_dict() for r in read_records(manifest_path(args.prepared))
+            if r.block in args.blocks and args.mic in (r.audio or {})]
     if not recs:
         print(f"no {args.mic} audio of blocks {args.blocks} in {args.prepared}", file=sys.stderr)
         return 1
