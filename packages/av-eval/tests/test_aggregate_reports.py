@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from av_eval import Prediction, score_predictions, summarize, summarize_reports, write_summary
+from av_eval import Prediction, per_speaker_table, score_predictions, summarize, summarize_reports, write_summary
 from av_eval.cli import evaluate_folder, group_seeds, main
 from av_eval.predictors import CheckpointPredictions, NoPredictorError, find_predictor
 from av_eval.report import plot_route_probs, plot_wer_vs_snr, route_probs_per_level, summary_table
@@ -138,3 +138,9 @@ def test_paired_bootstrap_gain():
     assert same == (0.0, 0.0, 0.0)
     with pytest.raises(ValueError, match="same utterances"):
         paired_bootstrap_gain(a, count_utterances(refs[:10], refs[:10]))
+
+
+def test_per_speaker_table():
+    table = per_speaker_table(score_predictions(_preds(1)))
+    assert table.splitlines()[:2] == ["| speaker | WER | CER | WSR | n |", "|---|---:|---:|---:|---:|"]
+    assert "| M12 | 25.0 |" in table and "| F05 | 0.0 | 0.0 | 100.0 | 4 |" in table

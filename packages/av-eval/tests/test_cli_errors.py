@@ -44,3 +44,28 @@ def test_a_predictions_file_that_is_not_text_names_the_file_and_line(tmp_path):
     f.write_bytes(good.encode() + b"\n\xc1\xff binary\n")
     with pytest.raises(ValueError, match=r"preds\.jsonl:2: not UTF-8 text"):
         read_predictions(f)
+
+
+def test_cli_logging_prints_library_lines_like_print_did(capsys):
+    import logging
+
+    from av_eval.cli_errors import configure_cli_logging
+
+    configure_cli_logging()
+    configure_cli_logging()  # a second call (nested commands) adds no second handler: each line once
+    logging.getLogger("av_train.some_module").info("resuming from %s", "last.ckpt")
+    logging.getLogger("av_eval.some_module").warning("warning: unreadable metrics")
+    logging.getLogger("av_train.some_module").debug("not shown")
+    out, err = capsys.readouterr()
+    assert out == "resuming from last.ckpt\n"
+    assert err == "warning: unreadable metrics\n"
+
+
+def test_run_command_sets_up_the_cli_logging(capsys):
+    import logging
+
+    def body(argv):
+        logging.getLogger("av_fusion_models.x").info("a library line")
+
+    assert run_command("cmd", body, []) == 0
+    assert capsys.readouterr().out == "a library line\n"

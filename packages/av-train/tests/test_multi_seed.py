@@ -1,5 +1,6 @@
 """Multi-seed runner: seed configs, where seeds run, one job per GPU slot, failures, summary."""
 
+import math
 import threading
 import time
 
@@ -8,8 +9,9 @@ import pytest
 from av_train.cli import parse_overrides
 from av_train.config import from_dict, load_config
 from av_train.multi_seed import (
-    SeedResult, main, plan, run_on_slots, seed_command, seed_config, summarize, summary_markdown,
+    SeedResult, plan, run_on_slots, seed_command, seed_config, summarize, summary_markdown,
 )
+from av_train.multi_seed_command import main
 
 
 def _cfg(**kw):
@@ -99,7 +101,7 @@ def test_main_config_errors_exit_2(tmp_path, capsys):
 
 
 def test_overrides_may_follow_the_flags():
-    from av_train.multi_seed import build_parser
+    from av_train.multi_seed_command import build_parser
 
     args = build_parser().parse_intermixed_args(["c.yaml", "--num_seeds", "5", "a=1", "--start_seed", "3", "b=2"])
     assert (args.config, args.num_seeds, args.start_seed, args.overrides) == ("c.yaml", 5, 3, ["a=1", "b=2"])
@@ -118,3 +120,19 @@ def test_a_failing_seed_process_is_reported_with_its_log(tmp_path):
     r = run_seed_subprocess(cmd, scfg, gpu=0, log_file=log)
     assert not r.ok and r.seed == 2 and r.gpu == 0
     assert "exit status 2" in r.error and "Did you mean 'batch_size'" in r.error and str(log) in r.error
+
+
+def test_one_seed_has_no_std_as_in_av_eval():
+    """The runner's statistics are av-eval's: with one seed the std is None (null in the JSON), not 0."""
+    import json
+
+    from av_eval import summarize as av_eval_summarize
+
+    results = [SeedResult(1, "x_1", True, 1.0, metrics={"wer": 0.3, "cer": 0.1, "wsr": 0.7})]
+    summary = summarize(results)
+    assert summary["aggregate"]["wer"] == {"mean": 0.3, "std": None, "n": 1}
+    assert math.isnan(av_eval_summarize([0.3]).std)
+    json.dumps(summary, allow_nan=False)  # valid JSON: no NaN
+    assert "| mean +- std | 1 seed(s) | | 30.0 | 10.0 | 70.0 | |" in summary_markdown(results, summary)
+    two = results + [SeedResult(2, "x_2", True, 1.0, metrics={"wer": 0.5, "cer": 0.1, "wsr": 0.7})]
+    assert summarize(two)["aggregate"]["wer"]["std"] == av_eval_summarize([0.3, 0.5]).std

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from av_eval.cli_errors import configure_cli_logging
 from av_train.checkpoints import CheckpointError, load_state_dict_safely
 from av_train.config import from_dict
 from av_train.pipeline import run
@@ -21,6 +22,7 @@ def _cfg(tree, model, out, **kw):
 
 @pytest.mark.slow
 def test_audio_then_audio_visual_then_resume_and_validate(prepared_tree, tiny_whisper_dir, tmp_path, capsys):
+    configure_cli_logging()  # the pipeline logs; the commands print its INFO lines on stdout (run_command does this)
     audio = run(_cfg(prepared_tree, tiny_whisper_dir, tmp_path, train_id="audio_1", seed=1))
     ckpt_dir = tmp_path / "weights" / "checkpoint" / "audio_1"
     assert (ckpt_dir / "best.ckpt").is_file() and (ckpt_dir / "last.ckpt").is_file()

@@ -8,8 +8,6 @@ interval are reported as NaN (null in JSON), never as zero.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -19,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 from av_eval.metrics import LEVELS, METRICS, Report, UtteranceCounts
-from av_eval.predictions import atomic_write_text
 
 GROUPS: tuple[str, ...] = (*LEVELS, "total", "macro", "unseen")
 
@@ -118,24 +115,6 @@ def load_summary(path: str | Path) -> SeedSummary:
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
         raise ValueError(f"{path}: not a seed summary written by validate-ensemble / av-eval ({e})") from None
     return summarize_reports(runs, ensemble)
-
-
-def write_summary(summary: SeedSummary, json_path: str | Path, title: str = "") -> dict[str, Path]:
-    """``X.json``, ``X.csv`` (same stem) and ``X_levels.png`` (WER per level with the 95% intervals)."""
-    from av_eval.report import plot_levels_ci
-
-    json_path = Path(json_path)
-    buf = io.StringIO()
-    rows = summary.rows()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
-    paths = {
-        "json": atomic_write_text(json_path, json.dumps(summary.as_dict(), indent=2, allow_nan=False) + "\n"),
-        "csv": atomic_write_text(json_path.with_suffix(".csv"), buf.getvalue()),
-    }
-    paths["png"] = plot_levels_ci({title or json_path.stem: summary}, json_path.with_name(json_path.stem + "_levels.png"))
-    return paths
 
 
 def paired_bootstrap_gain(

@@ -15,7 +15,7 @@ import re
 import sys
 from pathlib import Path
 
-from av_eval.aggregate import summarize_reports, write_summary
+from av_eval.aggregate import summarize_reports
 from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
 from av_eval.predictions import atomic_write_text, read_predictions, write_predictions
@@ -27,6 +27,7 @@ from av_eval.report import (
     route_probs_per_level,
     summary_table,
     write_report,
+    write_summary,
 )
 
 SUBCOMMANDS = ("score", "eval", "compare")

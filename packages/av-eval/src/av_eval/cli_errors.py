@@ -6,6 +6,10 @@ belongs) and a refused pickle into ``prog: message`` on stderr and exit code 2; 
 programming error (``TypeError``, ``KeyError`` ...) keeps its traceback: that is a bug to report. ``--debug``
 anywhere on the command line (or ``AV_DEBUG=1``) re-raises, so the traceback is one flag away.
 
+``configure_cli_logging()`` (called by ``run_command``) makes the toolkit's library loggers print INFO messages
+as plain lines, the way the commands printed them before the libraries logged: INFO to stdout, warnings and
+errors to stderr.
+
 ``ensure_output_dir`` is the check commands make before the work (decoding a block takes minutes), so that an
 output folder that cannot be written fails at once instead of after all the work is done.
 
@@ -16,12 +20,16 @@ package of the toolkit, has the same rules in its own ``cli`` module.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import pickle
 import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+# The toolkit's top-level packages: their modules log through logging.getLogger(__name__), below these names.
+TOOLKIT_LOGGERS = ("av_eval", "av_train", "av_fusion_models", "av_cli", "uaspeech_prep")
 
 USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, RuntimeError, OSError, pickle.UnpicklingError)
 EXIT_USER_ERROR = 2
@@ -75,8 +83,37 @@ def _remove_empty_created_dirs() -> None:
     _created_dirs.clear()
 
 
+class _ConsoleHandler(logging.Handler):
+    """A log record as the line ``print`` showed: the message alone, INFO and below on stdout, WARNING and above
+    on stderr. The stream is looked up at every record (not kept), so a redirected or captured ``sys.stdout``
+    (pytest's capsys, ``contextlib.redirect_stdout``) receives the lines like it received the prints."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+            stream.write(self.format(record) + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging must never break the command (logging's own rule)
+            self.handleError(record)
+
+
+def configure_cli_logging() -> None:
+    """Show the toolkit's log messages of level INFO and above as plain lines (see ``_ConsoleHandler``).
+
+    Only the toolkit's own loggers (``TOOLKIT_LOGGERS``) are set up, not the root logger: third-party libraries
+    (Lightning, transformers ...) keep their own output. Records still propagate, so pytest's caplog sees them.
+    Calling it again changes nothing; a level someone set on one of these loggers is kept."""
+    for name in TOOLKIT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+            logger.addHandler(_ConsoleHandler())
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+
+
 def run_command(prog: str, body: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
     """Run a command's ``body(argv)``; user errors become ``prog: message`` and exit 2 (see the module doc)."""
+    configure_cli_logging()
     argv = list(sys.argv[1:] if argv is None else argv)
     debug, argv = debug_requested(argv)
     _created_dirs.clear()

@@ -128,10 +128,6 @@ def score_texts(references: Sequence[str], hypotheses: Sequence[str], ids: Seque
     return count_utterances(references, hypotheses, ids).scores()
 
 
-def score_group(preds: Sequence[Prediction]) -> Scores:
-    return score_texts([p.reference for p in preds], [p.hypothesis for p in preds], [p.utt_id for p in preds])
-
-
 def _groups(keys: Iterable[str | None], order: Iterable[str] | None = None) -> dict[str, np.ndarray]:
     """Group name -> indices of the utterances in it (None: in no group)."""
     index: dict[str, list[int]] = {}

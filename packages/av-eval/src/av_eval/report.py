@@ -1,4 +1,5 @@
-"""Writing scores: JSON, CSV, a Markdown table and per-level PNG bar charts."""
+"""Writing scores: JSON, CSV, Markdown tables and per-level PNG bar charts, for one run and for several
+runs' seed summaries (the statistics themselves are computed in ``av_eval.aggregate``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from av_eval.metrics import LEVELS, Report
+from av_eval.metrics import LEVELS, METRICS, Report
 from av_eval.predictions import atomic_write_text
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # for annotations only: aggregate computes, this module writes (no import at run time)
     from av_eval.aggregate import SeedSummary
-
-METRICS = ("wer", "cer", "wsr")
 
 
 def write_report(report: Report, out_dir: str | Path, stem: str = "metrics") -> dict[str, Path]:
@@ -51,6 +50,14 @@ def comparison_table(reports: Mapping[str, Report], metrics: tuple[str, ...] = M
             continue  # e.g. no unseen words in this test set: no empty row
         cells = ["-" if v is None else f"{100 * v:.1f}" for v in values]
         lines.append(f"| {level} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def per_speaker_table(report: Report) -> str:
+    """Markdown table of WER / CER / WSR (percent) and utterance count per speaker."""
+    lines = ["| speaker | WER | CER | WSR | n |", "|---|---:|---:|---:|---:|"]
+    for spk, s in report.per_speaker.items():
+        lines.append(f"| {spk} | {100 * s.wer:.1f} | {100 * s.cer:.1f} | {100 * s.wsr:.1f} | {s.n} |")
     return "\n".join(lines) + "\n"
 
 
@@ -130,6 +137,18 @@ def plot_levels_ci(summaries: Mapping[str, "SeedSummary"], path: str | Path, met
     ax.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def write_summary(summary: "SeedSummary", json_path: str | Path, title: str = "") -> dict[str, Path]:
+    """``X.json``, ``X.csv`` (same stem) and ``X_levels.png`` (WER per level with the 95% intervals)."""
+    json_path = Path(json_path)
+    rows = [{k: ("" if v is None else v) for k, v in row.items()} for row in summary.rows()]
+    paths = {
+        "json": atomic_write_text(json_path, json.dumps(summary.as_dict(), indent=2, allow_nan=False) + "\n"),
+        "csv": atomic_write_text(json_path.with_suffix(".csv"), _rows_to_csv(rows)),
+    }
+    paths["png"] = plot_levels_ci({title or json_path.stem: summary}, json_path.with_name(json_path.stem + "_levels.png"))
+    return paths
 
 
 def summary_table(summaries: Mapping[str, "SeedSummary"], metrics: tuple[str, ...] = ("wer",),

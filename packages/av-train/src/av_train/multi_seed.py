@@ -1,9 +1,10 @@
 """Multi-seed training: the same config trained for seeds S..S+N-1 as runs ``<train_id>_<seed>``.
 
-``python -m av_train.multi_seed CONFIG --num_seeds N --start_seed S [key=value ...]``
-(also ``av-cli train-multi-seed``). Each run gets ``seed: <seed>`` and ``train_id: <train_id>_<seed>``;
-``{seed}`` in ``pt_audio_ckpt`` / ``pt_video_ckpt`` is replaced by that seed, so an audio-visual
-multi-seed run starts each seed from the audio-only run of the same seed (docs/MULTI_SEED.md).
+``av-cli train-multi-seed CONFIG --num_seeds N --start_seed S [key=value ...]`` (the command line is
+``av_train.multi_seed_command``; this module is the runner). Each run gets ``seed: <seed>`` and
+``train_id: <train_id>_<seed>``; ``{seed}`` in ``pt_audio_ckpt`` / ``pt_video_ckpt`` is replaced by that
+seed, so an audio-visual multi-seed run starts each seed from the audio-only run of the same seed
+(docs/MULTI_SEED.md).
 
 Where the seeds run:
 - several GPUs visible and the config asks for one device per run (``devices: auto`` or ``1``, one
@@ -15,19 +16,18 @@ Where the seeds run:
 - otherwise: one after another in this process.
 
 A seed that fails is reported (with its error) and the others go on; the summary (per seed and mean
-+- std over the seeds that finished) is printed and written to
-``results/<train_name>/<train_id>_multi_seed.{json,csv,md}``; the exit status is 1 when any seed failed.
++- std over the seeds that finished, av-eval's statistics: one seed has no std) is written to
+``results/<train_name>/<train_id>_multi_seed.{json,csv,md}``.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import json
+import logging
 import os
 import queue
-import statistics
 import subprocess
 import sys
 import threading
@@ -38,11 +38,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from av_eval import Report
-from av_eval.cli_errors import run_command
-from av_train.config import ConfigError, TrainingConfig, load_config
+from av_eval import METRICS, Report
+from av_eval import summarize as summarize_values
+from av_train.config import ConfigError, TrainingConfig
 
-METRICS = ("wer", "cer", "wsr")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -103,8 +103,8 @@ def _metrics_from_file(results_dir: Path) -> dict[str, float]:
     try:
         return _metrics_of(Report.from_dict(json.loads(path.read_text(encoding="utf-8"))))
     except (ValueError, KeyError, TypeError, AttributeError) as e:  # half-written or foreign file
-        print(f"warning: {path}: unreadable metrics ({type(e).__name__}: {e}); this seed is left out of the "
-              "summary. Validate the seed again (rerun the same command) to rewrite it.", file=sys.stderr)
+        log.warning("warning: %s: unreadable metrics (%s: %s); this seed is left out of the summary. Validate the "
+                    "seed again (rerun the same command) to rewrite it.", path, type(e).__name__, e)
         return {}
 
 
@@ -120,7 +120,7 @@ def run_seed_inprocess(cfg: TrainingConfig) -> SeedResult:
     try:
         result = main_train(cfg)
     except Exception as e:  # noqa: BLE001 - a failed seed is reported, the others go on
-        traceback.print_exc()
+        log.error("%s", traceback.format_exc().rstrip("\n"))  # the traceback alone, as the runner always showed it
         return SeedResult(cfg.seed, cfg.train_id, False, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
     metrics = _metrics_of(result.report) if result.report is not None else {}
     return SeedResult(cfg.seed, cfg.train_id, True, time.perf_counter() - t0, metrics=metrics, best_checkpoint=_best(cfg))
@@ -151,8 +151,8 @@ def run_seed_subprocess(
         rc = subprocess.run(cmd, env=env).returncode
     seconds = time.perf_counter() - t0
     if rc in (143, -15):  # the seed was terminated (SIGTERM): the whole job is being stopped, not one seed failing
-        print(f"seed {seed_cfg.seed} ({seed_cfg.train_id}) was terminated; stopping. Run the same command again to "
-              "resume (finished seeds are kept).", file=sys.stderr, flush=True)
+        log.error("seed %s (%s) was terminated; stopping. Run the same command again to resume (finished seeds are "
+                  "kept).", seed_cfg.seed, seed_cfg.train_id)
         raise SystemExit(143)
     if rc != 0:
         where = f"; log: {log_file}" if log_file is not None else ""
@@ -213,9 +213,9 @@ def run_multi_seed(
     if mode != "inprocess" and config_path is None:
         raise ValueError(f"{mode} multi-seed runs need the config file path (child processes load it)")
     overrides = overrides or {}
-    print(f"multi-seed: {cfg.train_id}_{{{seeds[0]}..{seeds[-1]}}} ({num_seeds} seed(s)), "
-          + {"parallel": f"in parallel on GPUs {gpus}", "subprocess": "one after another (distributed runs)",
-             "inprocess": "one after another"}[mode], flush=True)
+    where = {"parallel": f"in parallel on GPUs {gpus}", "subprocess": "one after another (distributed runs)",
+             "inprocess": "one after another"}[mode]
+    log.info("multi-seed: %s_{%s..%s} (%s seed(s)), %s", cfg.train_id, seeds[0], seeds[-1], num_seeds, where)
     bar = tqdm(total=num_seeds, desc="seeds", unit="seed", disable=not cfg.progress_bar)
 
     def report(r: SeedResult) -> None:
@@ -245,13 +245,16 @@ def run_multi_seed(
 
 
 def summarize(results: list[SeedResult]) -> dict:
-    """Per-seed rows and mean / std / n over the seeds that finished with scores."""
+    """Per-seed rows and mean / std / n over the seeds that finished with scores.
+
+    The statistics are av-eval's (``av_eval.summarize``, as in validate-ensemble and ``av-eval eval``): the
+    sample std (n - 1), which one seed does not have: its std is None (null in the JSON), not 0."""
     done = [r for r in results if r.ok and r.metrics]
     keys = sorted({k for r in done for k in r.metrics}, key=lambda k: (k not in METRICS, k))
     agg = {}
     for k in keys:
-        vals = [r.metrics[k] for r in done if k in r.metrics]
-        agg[k] = {"mean": statistics.fmean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "n": len(vals)}
+        stat = summarize_values([r.metrics[k] for r in done if k in r.metrics]).as_dict()
+        agg[k] = {field: stat[field] for field in ("mean", "std", "n")}
     return {
         "seeds": [r.__dict__ for r in results],
         "failed": [r.seed for r in results if not r.ok],
@@ -267,10 +270,17 @@ def summary_markdown(results: list[SeedResult], summary: dict) -> str:
         lines.append(f"| {r.seed} | {r.train_id} | {status} | " + " | ".join(cells) + f" | {r.seconds:.0f} |")
     agg = summary["aggregate"]
     if agg:
-        cells = [f"{100 * agg[m]['mean']:.1f} +- {100 * agg[m]['std']:.1f}" if m in agg else "-" for m in METRICS]
+        cells = [_mean_std_cell(agg[m]) if m in agg else "-" for m in METRICS]
         n = agg[METRICS[0]]["n"] if METRICS[0] in agg else 0
         lines.append(f"| mean +- std | {n} seed(s) | | " + " | ".join(cells) + " | |")
     return "\n".join(lines) + "\n"
+
+
+def _mean_std_cell(stat: dict) -> str:
+    """"mean +- std" in percent; just the mean for one seed (no std), as av-eval's summary tables write it."""
+    if stat["std"] is None:
+        return f"{100 * stat['mean']:.1f}"
+    return f"{100 * stat['mean']:.1f} +- {100 * stat['std']:.1f}"
 
 
 def write_summary(cfg: TrainingConfig, results: list[SeedResult]) -> dict[str, Path]:
@@ -289,48 +299,3 @@ def write_summary(cfg: TrainingConfig, results: list[SeedResult]) -> dict[str, P
         "csv": atomic_write_text(stem.with_suffix(".csv"), buf.getvalue()),
         "md": atomic_write_text(stem.with_suffix(".md"), summary_markdown(results, summary)),
     }
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="av-train-multi-seed",
-        description="Train one config for several seeds: runs <train_id>_<seed> (see docs/MULTI_SEED.md).",
-    )
-    p.add_argument("config", help="YAML training config")
-    p.add_argument("overrides", nargs="*", help="key=value overrides of config options (apply to every seed)")
-    p.add_argument("--num_seeds", "--num-seeds", type=int, default=10, help="number of runs (default 10)")
-    p.add_argument("--start_seed", "--start-seed", type=int, default=1, help="first seed index (default 1)")
-    p.add_argument("--sequential", action="store_true", help="one seed at a time even when several GPUs are visible")
-    return p
-
-
-def _main(argv: list[str]) -> int:
-    from av_train.cli import parse_overrides
-
-    # intermixed: key=value overrides may come after the flags (CONFIG --num_seeds 5 key=value)
-    args = build_parser().parse_intermixed_args(argv)
-    overrides = parse_overrides(args.overrides)
-    if "seed" in overrides:
-        raise ConfigError("the seed of each run comes from --start_seed / --num_seeds; remove the seed= override")
-    cfg = load_config(args.config, overrides)
-    if args.num_seeds < 1:
-        raise ConfigError(f"--num_seeds must be >= 1, got {args.num_seeds}")
-    results = run_multi_seed(cfg, args.num_seeds, args.start_seed, config_path=args.config, overrides=overrides,
-                             sequential=args.sequential)
-    paths = write_summary(cfg, results)
-    print("\n" + paths["md"].read_text(encoding="utf-8"))
-    print(f"summary: {paths['json']}")
-    failed = [r for r in results if not r.ok]
-    if failed:
-        print(f"{len(failed)} of {len(results)} seed(s) failed: " + ", ".join(f"{r.seed} ({r.error})" for r in failed),
-              file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_command("av-train-multi-seed", _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

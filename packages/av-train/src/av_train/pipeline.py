@@ -18,7 +18,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from av_eval import Report, write_predictions
 from av_eval.cli_errors import ensure_output_dir
 from av_eval.predictions import atomic_write_text
-from av_eval.report import write_report
+from av_eval.report import per_speaker_table, write_report
 from av_train.checkpoints import load_checkpoint_safely, load_state_dict_safely
 from av_train.config import TrainingConfig
 from av_train.data.datamodule import UASpeechDataModule
@@ -153,7 +153,7 @@ def run(cfg: TrainingConfig, extra_callbacks: list | None = None) -> RunResult:
             if not cfg.validate_model:  # validation reads best.ckpt and leaves the run as it is
                 check_reuse(cfg)
             for stale in remove_stale_temporaries(cfg.checkpoint_dir):
-                print(f"removed {stale} (a checkpoint save that was killed)")
+                log.info("removed %s (a checkpoint save that was killed)", stale)
             resume = None if cfg.validate_model else resumable_last(cfg)
             return _run_locked(cfg, resume, extra_callbacks)
     except BaseException:
@@ -184,14 +184,14 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
         warnings.filterwarnings("ignore", ".*isinstance\\(treespec, LeafSpec\\).*")
         if cfg.validate_model:
             if best.is_file():
-                print(f"validate_model: validating {best}")
+                log.info("validate_model: validating %s", best)
                 module.load_state_dict(load_state_dict_safely(best))
             else:
-                print(f"validate_model: no checkpoint at {best}; validating the initial weights")
+                log.info("validate_model: no checkpoint at %s; validating the initial weights", best)
             trainer.validate(module, datamodule=datamodule, verbose=False)
         else:
             if resume:
-                print(f"resuming from {resume}")
+                log.info("resuming from %s", resume)
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
             best_path = Path(ckpt_cb.best_model_path) if ckpt_cb.best_model_path else (best if best.is_file() else None)
             if best_path is not None and best_path.is_file():
@@ -209,7 +209,7 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
         if gates:  # how far each fused branch is open (tanh g) in the scored model
             atomic_write_text(cfg.results_dir / "gates.json", json.dumps(gates, indent=2) + "\n")
         if cfg.per_speaker_metrics:
-            print(per_speaker_table(report))
+            log.info("%s", per_speaker_table(report))
     return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)
 
 
@@ -239,19 +239,9 @@ class _exit_143_on_sigterm:
                 where = f"{last} holds the state after epoch {int(epoch) + 1}" if epoch is not None else str(last)
             except Exception:  # a damaged file is reported on the rerun
                 where = str(last)
-        import sys
-
-        print(f"av-train: stopped by SIGTERM ({self.cfg.train_id}); {where}. Run the same command again to resume.",
-              file=sys.stderr, flush=True)
+        log.error("av-train: stopped by SIGTERM (%s); %s. Run the same command again to resume.", self.cfg.train_id,
+                  where)
         raise SystemExit(SIGTERM_EXIT)
-
-
-def per_speaker_table(report: Report) -> str:
-    """Markdown table of WER / CER / WSR (percent) and utterance count per speaker."""
-    lines = ["| speaker | WER | CER | WSR | n |", "|---|---:|---:|---:|---:|"]
-    for spk, s in report.per_speaker.items():
-        lines.append(f"| {spk} | {100 * s.wer:.1f} | {100 * s.cer:.1f} | {100 * s.wsr:.1f} | {s.n} |")
-    return "\n".join(lines) + "\n"
 
 
 def _with_decoding(cfg: TrainingConfig, decoding: str) -> TrainingConfig:
