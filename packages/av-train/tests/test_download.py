@@ -2,7 +2,8 @@
 
 import pytest
 
-from av_train.download import MODEL_NAMES, DownloadError, download_model, main, repo_id_for
+from av_train.download import MODEL_NAMES, DownloadError, download_model, repo_id_for
+from av_train.download_command import main
 
 
 @pytest.mark.parametrize("name", ["tiny", "base", "small", "medium", "large", "large-v2", "large-v3"])
@@ -40,3 +41,15 @@ def test_offline_mode_cli_exit_status(tmp_path, monkeypatch, capsys):
     assert main(["base.en", "--cache-dir", str(tmp_path / "hf")]) == 2
     err = capsys.readouterr().err
     assert "openai/whisper-base.en" in err and "av-cli download-model base.en --output DIR" in err
+
+
+def test_cached_model_messages_keep_their_streams(tmp_path, monkeypatch, capsys):
+    # The library logs "already in the local cache"; the command shows it on stdout, as the print did.
+    import huggingface_hub
+
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda repo_id, **kw: str(tmp_path))
+    assert main(["tiny"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[0] == f"openai/whisper-tiny is already in the local cache: {tmp_path}"
+    assert f"openai/whisper-tiny is at {tmp_path}" in out and err == ""

@@ -20,11 +20,11 @@ import yaml
 
 from av_eval.cli import main as eval_main
 from av_train.cli import main as train_main
-from av_train.evaluation.noise import main as noise_main
-from av_train.evaluation.validate_ensemble import main as ensemble_main
+from av_train.evaluation.noise_command import main as noise_main
+from av_train.evaluation.validate_ensemble_command import main as ensemble_main
 from av_train.export.cli import main as export_main
-from av_train.inference.transcribe import main as transcribe_main
-from av_train.multi_seed import main as multi_seed_main
+from av_train.inference.transcribe_command import main as transcribe_main
+from av_train.multi_seed_command import main as multi_seed_main
 from uaspeech_prep.cli import main as prep_main
 
 

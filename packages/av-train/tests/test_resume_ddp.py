@@ -84,7 +84,7 @@ def test_ddp_on_cpu_with_two_processes_through_the_multi_seed_runner(prepared_tr
     (``python -m av_train.cli``), which Lightning's DDP launcher then re-runs for rank 1."""
     import json
 
-    from av_train.multi_seed import main as multi_seed_main
+    from av_train.multi_seed_command import main as multi_seed_main
 
     # 16 training clips, batch 4 per device -> 4 batches shared by 2 ranks -> 2 optimizer steps per epoch
     path = _yaml(tmp_path, prepared_tree, tiny_whisper_dir, microphones=["M5"], max_epochs=1, train_id="ddp",

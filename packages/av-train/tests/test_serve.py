@@ -20,7 +20,7 @@ import soundfile as sf
 
 from av_train.export import export_hf
 from av_train.inference.media import MediaError, face_video_with_sound, read_audio, read_frames
-from av_train.inference.transcribe import main as transcribe_main
+from av_train.inference.transcribe_command import main as transcribe_main
 from av_train.serve import pictures
 from av_train.serve.babble import BabbleSource
 from av_train.serve.uploads import check_upload, constant_rate_copy

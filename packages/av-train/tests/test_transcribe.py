@@ -12,7 +12,7 @@ from av_fusion_models import recognize
 from av_train.export import export_hf
 from av_train.inference.media import read_audio, read_frames, write_video_with_audio
 from av_train.inference.transcribe import load_model
-from av_train.inference.transcribe import main as transcribe_main
+from av_train.inference.transcribe_command import main as transcribe_main
 from uaspeech_prep.synth.face import Face
 from uaspeech_prep.synth.visemes import VISEMES
 from uaspeech_prep.video_io import write_video

@@ -11,7 +11,7 @@ from lightning.pytorch.callbacks import Callback
 
 from av_train.checkpoints import load_state_dict_safely
 from av_train.config import from_dict
-from av_train.multi_seed import main as multi_seed_main
+from av_train.multi_seed_command import main as multi_seed_main
 from av_train.pipeline import run
 
 BASE = {

@@ -72,12 +72,12 @@ def run_demo(args: argparse.Namespace) -> int:
     timings["prepare"] = time.perf_counter() - t
 
     t = _step(f"3/8 converting the bundled Whisper tiny.en to {model_dir}")
-    if (model_dir / "config.json").is_file():
+    from av_fusion_models.ct2 import ensure_bundled_tiny_en, is_finished_conversion
+
+    if is_finished_conversion(model_dir):
         print("already converted")
     else:
-        from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
-
-        convert_ct2_to_hf(bundled_tiny_en_dir(), model_dir)
+        ensure_bundled_tiny_en(model_dir)
     timings["convert"] = time.perf_counter() - t
 
     from av_train.config import load_config
@@ -199,7 +199,8 @@ def _export_and_transcribe(av, prepared: Path, work: Path) -> str:
 
     from av_train.export.cli import main as export_main
     from av_train.inference.media import face_video_with_sound
-    from av_train.inference.transcribe import main as transcribe_main
+    from av_train.inference.transcribe_command import main as transcribe_main
+    from uaspeech_prep.manifest import manifest_path, read_records
 
     model_dir = work / "models" / "demo_av"
     # the corpus's closed vocabulary goes with the model: transcribe then ranks the words it may be
@@ -208,8 +209,7 @@ def _export_and_transcribe(av, prepared: Path, work: Path) -> str:
     if rc:
         raise RuntimeError(f"av-cli export of {av.best_checkpoint} failed")
     records = {}
-    for line in (prepared / "manifest.jsonl").read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
+    for rec in (r.to_dict() for r in read_records(manifest_path(prepared))):
         if rec["block"] == "B2" and rec.get("clip"):
             records.setdefault(rec["utt_id"], rec)
     chosen = [records[u] for u in TRANSCRIBE_UTTERANCES if u in records]

@@ -1,19 +1,17 @@
 """Fetch a Whisper checkpoint into the local Hugging Face cache for offline training.
 
-``python -m av_train.download NAME`` (also ``av-cli download-model NAME``), NAME one of
-tiny, base, small, medium (each also ``.en``), large, large-v2, large-v3, large-v3-turbo, or a
-full hub name such as ``openai/whisper-small``. Afterwards set ``model_name: openai/whisper-<NAME>``
-and ``local_model_only: true`` in the training config. ``--output DIR`` also copies the files into
-a plain folder (usable as ``model_name: DIR`` on a machine without network).
+``download_model(NAME)``, NAME one of tiny, base, small, medium (each also ``.en``), large, large-v2,
+large-v3, large-v3-turbo, or a full hub name such as ``openai/whisper-small``; ``output=DIR`` also copies the
+files into a plain folder (usable as ``model_name: DIR`` on a machine without network). The command is
+``av-cli download-model`` (:mod:`av_train.download_command`).
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
+import logging
 from pathlib import Path
 
-from av_eval.cli_errors import run_command
+log = logging.getLogger(__name__)
 
 # Whisper sizes on the hub (openai/whisper-<name>); ".en" = English-only.
 MODEL_NAMES: tuple[str, ...] = (
@@ -75,7 +73,7 @@ def download_model(name: str, cache_dir: str | Path | None = None, output: str |
         try:
             path = snapshot_download(repo_id, local_files_only=True, **kwargs)
             if any(Path(path).glob("*.safetensors")):
-                print(f"{repo_id} is already in the local cache: {path}")
+                log.info("%s is already in the local cache: %s", repo_id, path)
                 return Path(path)
         except (LocalEntryNotFoundError, OfflineModeIsEnabled, OSError, ValueError):
             pass  # not cached yet
@@ -92,28 +90,3 @@ def download_model(name: str, cache_dir: str | Path | None = None, output: str |
     if not any(Path(path).glob("*.safetensors")):
         raise DownloadError(f"{repo_id}: the download has no safetensors weights ({path}); nothing usable was fetched")
     return Path(path)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="av-train-download-model", description="Fetch a Whisper model for offline training.")
-    p.add_argument("name", help=f"one of {', '.join(MODEL_NAMES)}, or a hub name such as openai/whisper-small")
-    p.add_argument("--output", default=None, help="also copy the files into this folder (use it as model_name)")
-    p.add_argument("--cache-dir", "--cache_dir", default=None, help="Hugging Face cache folder (default: the standard one)")
-    return p
-
-
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    path = download_model(args.name, cache_dir=args.cache_dir, output=args.output)
-    repo_id = repo_id_for(args.name)
-    use = str(path) if args.output else repo_id
-    print(f"{repo_id} is at {path}\nIn your config: model_name: {use}\n                local_model_only: true")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_command("download-model", _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -97,7 +97,7 @@ def load_video_encoder_weights(model, path: str) -> None:
                     f"video_encoder_ckpt {path} does not match the {model.config.video_encoder} video encoder "
                     f"of this config (resnet_width {model.config.resnet_width}?): {first}"
                 ) from None
-            print(f"initialised the video encoder from {path}")
+            log.info("initialised the video encoder from %s", path)
             return
     example = sorted(state)[:3]
     raise CheckpointError(
@@ -156,7 +156,7 @@ def build_model(cfg: TrainingConfig):
                 f"pt_audio_ckpt {audio_ckpt} does not match {cfg.model_name}: {e}. "
                 "Point it at an audio-only run of the same Whisper size."
             ) from None
-        print(f"initialised Whisper from audio-only checkpoint {audio_ckpt}")
+        log.info("initialised Whisper from audio-only checkpoint %s", audio_ckpt)
     original = {id(p) for p in whisper.parameters()}
     try:
         model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
@@ -188,14 +188,15 @@ def build_model(cfg: TrainingConfig):
                 f"unexpected {result.unexpected_keys[:5]}. It must come from an audio-visual run with the same "
                 "Whisper, video encoder and fusion blocks."
             )
-        print(f"initialised the audio-visual model from {video_ckpt}"
-              + (f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else ""))
+        log.info("initialised the audio-visual model from %s%s", video_ckpt,
+                 f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else "")
 
     if cfg.finetune == "lora":
         from av_train.lora import add_lora
 
         n = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
-        print(f"LoRA: rank {cfg.lora_rank}, alpha {cfg.lora_alpha:g} on {n} Whisper layers ({cfg.lora_targets})")
+        log.info("LoRA: rank %s, alpha %s on %s Whisper layers (%s)", cfg.lora_rank, f"{cfg.lora_alpha:g}", n,
+                 cfg.lora_targets)
     if cfg.freeze_whisper:
         freezing.freeze_whisper(model)
         if cfg.unfreeze_mlp_layers:
@@ -208,6 +209,6 @@ def build_model(cfg: TrainingConfig):
         freezing.freeze_video_encoder(model)
     n_mels = whisper.config.num_mel_bins
     total, trainable = freezing.count_parameters(model)
-    print(f"model: {total / 1e6:.1f}M parameters, {trainable / 1e6:.1f}M trainable "
-          f"(fusion: {cfg.effective_fusion_location})")
+    log.info("model: %.1fM parameters, %.1fM trainable (fusion: %s)", total / 1e6, trainable / 1e6,
+             cfg.effective_fusion_location)
     return model, tokenizer, n_mels, new_names

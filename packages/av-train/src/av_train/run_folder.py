@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from av_train.checkpoints import CheckpointError, verify_checkpoint
 from av_train.config import ConfigError, TrainingConfig
 from uaspeech_prep.video_io import temp_path_for
+
+log = logging.getLogger(__name__)
 
 # May differ between a run and its resumption without changing what it computes (or only how far it goes).
 RESUMABLE_KEYS = frozenset({
@@ -89,7 +92,7 @@ def check_reuse(cfg: TrainingConfig) -> None:
             "with the new values on purpose."
         )
     if diffs:
-        print(f"allow_config_change: continuing {folder} with changed {', '.join(d.split(':')[0] for d in diffs)}")
+        log.info("allow_config_change: continuing %s with changed %s", folder, ", ".join(d.split(":")[0] for d in diffs))
 
 
 class RunLock:

@@ -1,39 +1,37 @@
 """Noise robustness: decode a split with white or babble noise added at given SNRs.
 
-    python -m av_train.evaluation.noise CHECKPOINT_OR_FOLDER... [--noise babble|white]
-        [--snrs clean 10 5 0 -5] [--talkers 4] [--output DIR]
-
 Babble is the sum of ``talkers`` other utterances of the same set (each scaled to unit power,
 looped to the clip's length), a stand-in for a room of other dysarthric speakers. Noise is scaled
 so that 10 log10(P_speech / P_noise) = SNR, with powers measured over the whole clip. The noise of
 utterance i at a given seed is the same for every run, so audio-only and audio-visual models hear
 exactly the same input. Writes noise_<kind>.json / .csv (run, snr, group, wer, cer, wsr, n) and
 noise_<kind>_wer_vs_snr.png; for router models also the mean route probabilities per level and SNR
-(in the JSON) and noise_<kind>_routes_vs_snr.png.
+(in the JSON) and noise_<kind>_routes_vs_snr.png. The command is ``av-cli noise-eval``
+(:mod:`av_train.evaluation.noise_command`).
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import gc
 import io
 import json
-import sys
+import logging
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from av_eval import score_predictions, write_predictions
-from av_eval.cli_errors import ensure_output_dir, run_command
 from av_eval.predictions import atomic_write_text
 from av_eval.report import plot_routes_vs_snr, plot_wer_vs_snr, route_probs_per_level
 from av_fusion_models import log_mel
 from av_train.data.dataset import UASpeechAVDataset, load_audio
 from av_train.data.noise import babble, mix_at_snr, pick_others
 from av_train.evaluation.decoding import decode_runs, eval_samples
-from av_train.evaluation.loading import find_checkpoints, load_run
+from av_train.evaluation.loading import load_run
+
+log = logging.getLogger(__name__)
 
 NOISE_KINDS = ("white", "babble")
 
@@ -120,7 +118,7 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
             for g, s in groups.items():
                 rows.append({"run": name, "noise": kind, "snr_db": snr_label(snr), "group": g,
                              "wer": s.wer, "cer": s.cer, "wsr": s.wsr, "n": s.n})
-            print(f"{name} {kind} {snr_label(snr)} dB: WER {100 * report.total.wer:.1f}%")
+            log.info("%s %s %s dB: WER %.1f%%", name, kind, snr_label(snr), 100 * report.total.wer)
         del run, base
         gc.collect()
     stem = output / f"noise_{kind}"
@@ -136,43 +134,3 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
     routes_png = plot_routes_vs_snr(routes, output / f"noise_{kind}_routes_vs_snr.png") if routes else None
     return {"curves": curves, "reports": report_objects, "routes": routes, "routes_png": routes_png,
             "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv"), "png": png}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="noise-eval", description="WER per level per SNR with white or babble noise.")
-    p.add_argument("checkpoints", nargs="+", help="checkpoints or folders of runs (e.g. an audio and an AV run)")
-    p.add_argument("--noise", choices=NOISE_KINDS, default="babble")
-    p.add_argument("--snrs", nargs="+", default=["clean", "10", "5", "0", "-5"], help="dB values and/or 'clean'")
-    p.add_argument("--talkers", type=int, default=4, help="utterances summed into babble (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="noise seed (the same noise for every run)")
-    p.add_argument("--split", default="B2")
-    p.add_argument("--data", help="prepared tree instead of each run's uaspeech_root")
-    p.add_argument("--output", default="noise_eval", help="output folder (default ./noise_eval)")
-    p.add_argument("--device")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--decode-vocabulary", default=None, metavar="open|uaspeech|FILE",
-                   help="decode open or constrained to a closed word list (default: each run's decode_vocabulary)")
-    return p
-
-
-def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    ckpts = [c for arg in args.checkpoints for c in find_checkpoints(arg)]
-    if not ckpts:
-        raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
-    ensure_output_dir(args.output)  # before minutes of decoding, not after
-    out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
-                         args.talkers, args.seed, args.device, progress=not args.no_progress,
-                         decode_vocabulary=args.decode_vocabulary)
-    print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
-    if out["routes_png"]:
-        print(f"routes: {out['routes_png']}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run_command("noise-eval", _main, argv)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

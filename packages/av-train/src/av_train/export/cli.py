@@ -1,14 +1,15 @@
-"""``av-cli export RUN_OR_CKPT OUT_DIR [--format hf|ct2]``."""
+"""``av-cli export RUN_OR_CKPT OUT_DIR [--format hf|ct2]``: the command; the work is in :mod:`av_train.export.hf`,
+:mod:`av_train.export.ct2` and :mod:`av_train.export.hub`."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from av_eval.cli_errors import run_command
 
 from av_train.export.hf import ExportError
+from av_train.export.hub import push_to_hub
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,17 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also upload the folder to this Hugging Face Hub model repository (needs a login)")
     p.add_argument("--private", action="store_true", help="with --push-to-hub: create the repository private")
     return p
-
-
-def push_to_hub(folder: Path, repo: str, private: bool = False) -> str:
-    """Upload ``folder`` to the Hub model repository ``repo`` (created when missing); returns its URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
-                      commit_message="Upload model exported by av-cli export")
-    return f"https://huggingface.co/{repo}"
 
 
 def _main(argv: list[str]) -> int:

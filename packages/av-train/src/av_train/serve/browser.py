@@ -3,7 +3,7 @@
 The browser test uses it, and it makes the README's screenshot of a running server::
 
     uv run av-cli serve demo_out/weights/checkpoint/demo_audio demo_out/models/demo_av &
-    uv run python -m av_train.serve.browser http://127.0.0.1:7860 demo_out/recordings/M12_B2_D3.mp4 docs/img/serve.png
+    uv run python -m av_train.serve.browser_command http://127.0.0.1:7860 demo_out/recordings/M12_B2_D3.mp4 docs/img/serve.png
 
 Needs Selenium (the workspace's dev dependencies) and Debian's ``chromium`` + ``chromium-driver``
 (``apt-get install chromium chromium-driver``; ``.ci/run`` installs them). Selenium is told where both are
@@ -13,10 +13,8 @@ performance log): ``external`` lists those that left the server, which must be n
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,23 +122,3 @@ def recognise_in_page(url: str, clip: str | Path, screenshot: str | Path | None 
         return PageRun(word, message, _external_requests(driver, url), shot)
     finally:
         driver.quit()
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m av_train.serve.browser", description=__doc__.split("\n\n")[0])
-    p.add_argument("url", help="the page of a running av-cli serve, e.g. http://127.0.0.1:7860")
-    p.add_argument("clip", help="a face video with sound")
-    p.add_argument("screenshot", nargs="?", help="write a PNG of the page with its answer here")
-    args = p.parse_args(argv)
-    try:
-        run = recognise_in_page(args.url, args.clip, args.screenshot)
-    except BrowserError as e:
-        print(f"browser: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps({"word": run.word, "message": run.message, "external_requests": run.external,
-                      "screenshot": None if run.screenshot is None else str(run.screenshot)}))
-    return 0 if run.word and not run.external else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,7 @@ CPU-bound requests at once would only be slower each.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,8 @@ from av_train.inference.media import MediaError, is_video
 from av_train.inference.transcribe import LEVEL_NAMES, Item, MouthFinder, transcribe
 from av_train.serve.babble import BabbleSource
 from av_train.serve.uploads import Workspace, check_upload, constant_rate_copy, needs_retiming
+
+log = logging.getLogger(__name__)
 
 TOP_K = 5
 CACHE_SECONDS = 1800  # request folders older than this are removed (the page's cache keeps the same age)
@@ -193,6 +196,6 @@ def load_served(sources: list[str], device: str, vocabulary: str | None = None) 
             name = f"{p.parent.name}/{name}"
         names.add(name)
         served.append(ServedModel(name, str(src), model, processor))
-        print(f"loaded {name} ({served[-1].kind}) from {src} in {time.perf_counter() - t0:.1f} s", flush=True)
+        log.info("loaded %s (%s) from %s in %.1f s", name, served[-1].kind, src, time.perf_counter() - t0)
     return served
 
