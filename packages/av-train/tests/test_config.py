@@ -37,7 +37,9 @@ def test_ints_are_accepted_for_floats():
         ({"modality": "audio_visual", "soft_fusion_routing": True, "fusion_location": "decoder"}, "must be 'both'"),
         ({"modality": "audio_visual", "router_train_only": True}, "needs soft_fusion_routing"),
         ({"unfreeze_mlp_layers": True}, "only makes sense with freeze_whisper"),
-        ({"modality": "audio_visual", "video_dropout": 0.6, "audio_dropout": 0.5}, "must be < 1"),
+        ({"modality": "audio_visual", "video_dropout": 0.6, "audio_dropout": 0.5}, "must be <= 1"),
+        ({"modality": "audio_visual", "video_dropout": 1.5}, "video_dropout must be in \\[0, 1\\]"),
+        ({"modality": "audio_visual", "resnet_width": 0}, "resnet_width must be >= 1"),
         ({"microphones": []}, "at least one channel"),
         ({"noise_snr_db": [20.0, 0.0]}, "noise_snr_db"),
     ],
@@ -117,6 +119,35 @@ def test_docs_config_md_is_up_to_date():
     assert doc == config_markdown(), "docs/CONFIG.md is stale: run `uv run python -m av_train.docgen`"
     for name in UA_CONFIGS:
         assert f"configs/{name}.yaml" in doc
+
+
+def test_docs_api_md_config_table_is_up_to_date():
+    from av_fusion_models.config_docs import config_fields_markdown, with_config_table
+
+    doc = (REPO / "docs" / "API.md").read_text(encoding="utf-8")
+    assert doc == with_config_table(doc), "docs/API.md's AVWhisperConfig table is stale: run `uv run python -m av_train.docgen`"
+    assert "| `xattn_gate_init` | `0.0` |" in config_fields_markdown()
+
+
+def test_the_config_table_refuses_an_undocumented_field():
+    import dataclasses
+
+    from av_fusion_models.config_docs import config_fields_markdown
+
+    @dataclasses.dataclass
+    class Documented:
+        """A config.
+
+        Args:
+            a, b: two options.
+        """
+
+        a: int = 1
+        b: int = 2
+        c: int = 3
+
+    with pytest.raises(ValueError, match=r"undocumented \['c'\]"):
+        config_fields_markdown(Documented)
 
 
 def test_every_field_has_a_meaning():

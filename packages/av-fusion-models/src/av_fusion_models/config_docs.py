@@ -8,18 +8,19 @@ a field without an entry, or an entry that names no field, is an error, so docum
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import re
 
 from .configuration import AVWhisperConfig
 
 BEGIN = "<!-- AVWhisperConfig fields: generated from configuration.py by `uv run python -m av_train.docgen`; edit the docstring there -->"
 END = "<!-- end of generated AVWhisperConfig fields -->"
-_ENTRY = re.compile(r"^ {8}(\w+(?:, \w+)*): (.*)$")
+_ENTRY = re.compile(r"^ {4}(\w+(?:, \w+)*): (.*)$")  # in the cleaned docstring (inspect.cleandoc)
 
 
 def docstring_entries(cls: type = AVWhisperConfig) -> list[tuple[list[str], str]]:
     """[(field names, meaning)] in the order of the docstring's ``Args:`` section."""
-    lines = (cls.__doc__ or "").splitlines()
+    lines = inspect.cleandoc(cls.__doc__ or "").splitlines()
     start = next((i for i, line in enumerate(lines) if line.strip() == "Args:"), None)
     if start is None:
         raise ValueError(f"{cls.__name__}'s docstring has no Args: section")
@@ -28,7 +29,7 @@ def docstring_entries(cls: type = AVWhisperConfig) -> list[tuple[list[str], str]
         match = _ENTRY.match(line)
         if match:
             entries.append(([n.strip() for n in match.group(1).split(",")], [match.group(2).strip()]))
-        elif line.startswith(" " * 12) and entries:
+        elif line.startswith(" " * 8) and entries:
             entries[-1][1].append(line.strip())
         elif line.strip():
             break

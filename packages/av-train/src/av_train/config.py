@@ -418,9 +418,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
                               "remove it")
     if cfg.unfreeze_mlp_layers and not cfg.freeze_whisper:
         raise ConfigError(f"{source}: 'unfreeze_mlp_layers' only makes sense with freeze_whisper: true")
-    if cfg.video_dropout + cfg.audio_dropout >= 1.0:
-        raise ConfigError(f"{source}: video_dropout + audio_dropout must be < 1 (a sample needs one modality)")
-    for key in ("video_dropout", "audio_dropout", "noise_prob", "label_smoothing", "routing_dropout"):
+    _check_model_options(cfg, source)
+    for key in ("noise_prob", "label_smoothing"):
         if not 0.0 <= getattr(cfg, key) < 1.0:
             raise ConfigError(f"{source}: {key!r} must be in [0, 1), got {getattr(cfg, key)}")
     if len(cfg.noise_snr_db) != 2 or cfg.noise_snr_db[0] > cfg.noise_snr_db[1]:
@@ -460,6 +459,46 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'weight_decay' must be >= 0, got {cfg.weight_decay}")
     if not cfg.decode_vocabulary:
         raise ConfigError(f"{source}: 'decode_vocabulary' must be open, uaspeech or a word-list file")
+
+
+# the option of a TrainingConfig that sets each AVWhisperConfig field named differently (the others share a name)
+_MODEL_FIELD_KEYS = {"xattn_gate_init": "gate_init", "avhubert_checkpoint": "video_encoder_ckpt", "video_only": "modality"}
+
+
+def model_config(cfg: TrainingConfig):
+    """The `AVWhisperConfig` of the model a run trains (its rules reject bad model options: see `check`)."""
+    from av_fusion_models.configuration import AVWhisperConfig
+
+    return AVWhisperConfig(
+        fusion_location=cfg.effective_fusion_location,
+        video_encoder=cfg.video_encoder,
+        resnet_width=cfg.resnet_width,
+        avhubert_size=cfg.avhubert_size,
+        avhubert_checkpoint=cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
+        xattn_heads=cfg.xattn_heads,
+        xattn_gate_init=cfg.gate_init,
+        video_only=not cfg.uses_audio,
+        video_positional=cfg.video_positional,
+        soft_fusion_routing=cfg.soft_fusion_routing,
+        routing_hidden_dim=cfg.routing_hidden_dim,
+        routing_dropout=cfg.routing_dropout,
+        routing_use_level=cfg.routing_use_level,
+        router_emits_gates=cfg.router_emits_gates,
+        cut_encoder_positions=cfg.cut_encoder_positions,
+        video_dropout=cfg.video_dropout,
+        audio_dropout=cfg.audio_dropout,
+    )
+
+
+def _check_model_options(cfg: TrainingConfig, source: str) -> None:
+    """The model options are checked once, by the model config's own rules; the error names the YAML keys."""
+    try:
+        model_config(cfg)
+    except ValueError as e:
+        message = str(e)
+        for model_field, key in _MODEL_FIELD_KEYS.items():
+            message = message.replace(model_field, key)
+        raise ConfigError(f"{source}: {message}") from None
 
 
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainingConfig:

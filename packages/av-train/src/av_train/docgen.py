@@ -1,7 +1,8 @@
-"""docs/CONFIG.md, generated from the TrainingConfig dataclass so that it cannot drift.
+"""docs/CONFIG.md, generated from the TrainingConfig dataclass, and the AVWhisperConfig table of docs/API.md,
+generated from av_fusion_models' config, so that neither can drift.
 
-``python -m av_train.docgen [PATH]`` rewrites it (default ``docs/CONFIG.md``); a test checks that
-the file in the repository equals ``config_markdown()``.
+``python -m av_train.docgen [PATH]`` rewrites docs/CONFIG.md (or PATH) and, without PATH, the generated section
+of docs/API.md; tests check that the files in the repository equal what this module makes.
 """
 
 from __future__ import annotations
@@ -96,11 +97,16 @@ def config_markdown() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     from av_eval.predictions import atomic_write_text
+    from av_fusion_models.config_docs import with_config_table
 
     argv = sys.argv[1:] if argv is None else argv
     path = Path(argv[0] if argv else "docs/CONFIG.md")
     atomic_write_text(path, config_markdown())
     print(f"wrote {path}")
+    api = Path("docs/API.md")
+    if not argv and api.is_file():
+        atomic_write_text(api, with_config_table(api.read_text(encoding="utf-8")))
+        print(f"wrote {api} (AVWhisperConfig fields)")
     return 0
 
 

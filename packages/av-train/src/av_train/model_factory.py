@@ -10,7 +10,7 @@ import torch
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, freezing
 from av_train.checkpoints import CheckpointError, load_state_dict_safely
-from av_train.config import ConfigError, TrainingConfig
+from av_train.config import ConfigError, TrainingConfig, model_config
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +39,6 @@ def load_whisper(name: str, local_only: bool):
         )
         raise ModelLoadError(f"cannot load Whisper {name!r} (local_model_only={local_only}): {e}\nFix: {hint}.") from None
     return whisper, tokenizer
-
-
-def fusion_config(cfg: TrainingConfig) -> AVWhisperConfig:
-    return AVWhisperConfig(
-        fusion_location=cfg.effective_fusion_location,
-        video_encoder=cfg.video_encoder,
-        resnet_width=cfg.resnet_width,
-        avhubert_size=cfg.avhubert_size,
-        avhubert_checkpoint=cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
-        xattn_heads=cfg.xattn_heads,
-        xattn_gate_init=cfg.gate_init,
-        video_only=not cfg.uses_audio,
-        video_positional=cfg.video_positional,
-        soft_fusion_routing=cfg.soft_fusion_routing,
-        routing_hidden_dim=cfg.routing_hidden_dim,
-        routing_dropout=cfg.routing_dropout,
-        routing_use_level=cfg.routing_use_level,
-        router_emits_gates=cfg.router_emits_gates,
-        cut_encoder_positions=cfg.cut_encoder_positions,
-        video_dropout=cfg.video_dropout,
-        audio_dropout=cfg.audio_dropout,
-    )
 
 
 def _strip(state: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
@@ -159,7 +137,7 @@ def build_model(cfg: TrainingConfig):
         log.info("initialised Whisper from audio-only checkpoint %s", audio_ckpt)
     original = {id(p) for p in whisper.parameters()}
     try:
-        model = AVWhisperForConditionalGeneration.from_whisper(whisper, fusion_config(cfg))
+        model = AVWhisperForConditionalGeneration.from_whisper(whisper, model_config(cfg))
     except (FileNotFoundError, pickle.UnpicklingError, ValueError) as e:
         if cfg.video_encoder != "avhubert" or not cfg.video_encoder_ckpt:
             raise
