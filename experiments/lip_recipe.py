@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="results_<tag>.json: lets several processes share one workdir (start "
                    "them after the lip-reading stage is done); the table merges every results*.json")
     args = p.parse_args(argv)
+    from av_eval.cli_errors import configure_cli_logging
+
+    configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
 
     from av_train.evaluation.noise import evaluate_noise, parse_snrs
 

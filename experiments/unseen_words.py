@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args(argv)
+    from av_eval.cli_errors import configure_cli_logging
+
+    configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
 
     from av_train.config import from_dict
 
