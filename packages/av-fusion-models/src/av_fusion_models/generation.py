@@ -116,7 +116,8 @@ def _constrain(scores: torch.Tensor, ids: torch.Tensor, prompt_len: int, eos: li
     return scores.masked_fill(~allowed.to(scores.device), -float("inf"))
 
 
-def _check(eos: list[int], constraint: TokenTrie | None) -> None:
+def check_constraint(eos: Sequence[int], constraint: TokenTrie | None) -> None:
+    """A closed vocabulary needs an end-of-text id: it is where an allowed word ends."""
     if constraint is not None and not eos:
         raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
 
@@ -133,7 +134,7 @@ def greedy_search(
     the prompt to one of its words followed by end-of-text.
     """
     eos = list(eos)
-    _check(eos, constraint)
+    check_constraint(eos, constraint)
     ids = prompt
     finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
     new_ids = ids
@@ -162,7 +163,7 @@ def beam_search(
     hypothesis per sample, right-padded with ``pad``.
     """
     eos = list(eos)
-    _check(eos, constraint)
+    check_constraint(eos, constraint)
     bsz, k = prompt.shape[0], num_beams
     device = prompt.device
     step = step.repeat(k)

@@ -48,7 +48,7 @@ from .constrained import TokenTrie
 from .features import SILENCE_LOG_MEL, mel_frames_for_video
 from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoderLayer, GatedXAttnLayer
 from .gated_xattn import GatedCrossAttentionBlock
-from .generation import ModelStep, beam_search, greedy_search
+from .generation import ModelStep, beam_search, check_constraint, greedy_search
 from .router import FusionRouter
 from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, sinusoidal_positions
 
@@ -531,8 +531,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
         if pad_token_id is None:
             pad_token_id = wcfg.pad_token_id if wcfg.pad_token_id is not None else eos_ids[0]
-        if constraint is not None and not eos_ids:
-            raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
+        check_constraint(eos_ids, constraint)  # before the encoder runs: fail fast
         bsz = (input_features if input_features is not None else video).shape[0]
         device = self.device
         if decoder_input_ids is None:
