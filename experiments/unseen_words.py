@@ -43,7 +43,8 @@ BASE = {
     "local_model_only": True,
 }
 VARIANTS: dict[str, dict] = {
-    "zero_shot": {"validate_model": True, "char_level": False},
+    # Whisper as downloaded sees 30 s windows: cut inputs make the untrained model loop ("it it it ...").
+    "zero_shot": {"validate_model": True, "char_level": False, "cut_encoder_positions": False},
     "full_lr1e-4": {},
     "full_lr1e-5": {"learning_rate": 1.0e-5},
     "mlp_only_lr1e-4": {"freeze_whisper": True, "unfreeze_mlp_layers": True},
@@ -90,7 +91,12 @@ def spoken_digits(text: str) -> str:
 
 
 def scores(preds, seen_words: set[str]) -> dict:
-    """WER per level and total, for seen and unseen words apart (percent)."""
+    """Per level and total, seen and unseen words apart (percent): WER, and the isolated-word error 100 - WSR.
+
+    WER counts every inserted word, so a model that answers one word with a sentence ("W-W-W-W...", "Oh, I don't
+    know.") can score far above 100 %. The isolated-word error (the hypothesis is not exactly the word) is
+    bounded by 100 % and is the question a clinician asks; both are reported.
+    """
     from av_eval import score_predictions
     from av_eval.normalize import normalize
 
@@ -100,9 +106,25 @@ def scores(preds, seen_words: set[str]) -> dict:
         if not sub:
             continue
         rep = score_predictions(sub)
+        levels = [lvl for lvl in LEVELS if lvl in rep.per_level]
         out[part] = {"total": 100 * rep.total.wer, "n": rep.total.n,
-                     **{lvl: 100 * rep.per_level[lvl].wer for lvl in LEVELS if lvl in rep.per_level}}
+                     **{lvl: 100 * rep.per_level[lvl].wer for lvl in levels},
+                     "word_error": {"total": 100 * (1 - rep.total.wsr),
+                                    **{lvl: 100 * (1 - rep.per_level[lvl].wsr) for lvl in levels}},
+                     # a classifier of its training words answers one of them whatever it hears
+                     "answers_training_word": 100 * sum(normalize(p.hypothesis) in seen_words for p in sub) / len(sub)}
     return out
+
+
+def rescore(record: dict, work: Path, cfg) -> dict:
+    """The record's scores recomputed from its saved predictions (so every table uses today's scoring)."""
+    from av_eval import read_predictions
+
+    for vocab in ("open", "uaspeech"):
+        path = work / "variants" / f"{record['variant']}_{vocab}_predictions_B2.jsonl"
+        if path.is_file():
+            record[vocab] = scores(read_predictions(path), _seen_words(cfg))
+    return record
 
 
 def run_variant(name: str, cfg, work: Path) -> dict:
@@ -162,13 +184,20 @@ def _seen_words(cfg) -> set[str]:
     return _SEEN[cfg.uaspeech_root]
 
 
-def table(records: list[dict], vocab: str, part: str) -> str:
-    lines = [f"| variant | {' | '.join(LEVELS)} | total | n |", "|---|" + "---:|" * (len(LEVELS) + 2)]
+def table(records: list[dict], vocab: str, part: str, metric: str = "wer") -> str:
+    """One row per variant: ``metric`` "wer" or "word_error" per level, plus the ratio to zero_shot's total."""
+    base = next((r for r in records if r["variant"] == "zero_shot"), None)
+    lines = [f"| variant | {' | '.join(LEVELS)} | total | x zero-shot | n |", "|---|" + "---:|" * (len(LEVELS) + 3)]
     for r in records:
         s = r.get(vocab, {}).get(part)
-        if s:
-            cells = " | ".join(f"{s[lvl]:.1f}" if lvl in s else "-" for lvl in LEVELS)
-            lines.append(f"| {r['variant']} | {cells} | {s['total']:.1f} | {s['n']} |")
+        if not s:
+            continue
+        vals = s if metric == "wer" else s.get("word_error", {})
+        cells = " | ".join(f"{vals[lvl]:.1f}" if lvl in vals else "-" for lvl in LEVELS)
+        b = base and base.get(vocab, {}).get(part)
+        bvals = (b if metric == "wer" else b.get("word_error", {})) if b else {}
+        ratio = f"{vals['total'] / bvals['total']:.2f}" if bvals.get("total") else "-"
+        lines.append(f"| {r['variant']} | {cells} | {vals['total']:.1f} | {ratio} | {s['n']} |")
     return "\n".join(lines)
 
 
@@ -182,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=3, help="max_epochs of every trained variant (same budget)")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--report-only", action="store_true", help="only rebuild results.md from the finished variants")
     args = ap.parse_args(argv)
     from av_eval.cli_errors import configure_cli_logging
 
@@ -196,13 +226,15 @@ def main(argv: list[str] | None = None) -> int:
     records = []
     for name in args.variants:
         done = work / "variants" / f"{name}.json"
-        if done.is_file():
-            records.append(json.loads(done.read_text()))
-            print(f"{name}: done before ({done})")
-            continue
         cfg = from_dict({**BASE, "uaspeech_root": str(prepared), "model_name": model, "output_root": str(work),
                          "speakers": args.speakers, "train_id": name, "max_epochs": args.epochs, "seed": args.seed,
                          **VARIANTS[name]})
+        if done.is_file():
+            records.append(rescore(json.loads(done.read_text()), work, cfg))
+            print(f"{name}: done before ({done})")
+            continue
+        if args.report_only:
+            continue
         print(f"=== {name}: {VARIANTS[name] or 'base recipe'}", flush=True)
         rec = run_variant(name, cfg, work)
         done.parent.mkdir(parents=True, exist_ok=True)
@@ -214,8 +246,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(args.speakers)}, {args.epochs} epochs", ""]
     for vocab, title in (("open", "open decoding"), ("uaspeech", "closed UASpeech vocabulary")):
         for part in ("unseen", "seen"):
-            md += [f"## {part} words, {title}", "", table(records, vocab, part), ""]
-    md += ["## Cost (2 CPU cores unless stated)", "", "| variant | epochs | train s | decode s (open) |",
+            for metric, what in (("wer", "WER"), ("word_error", "isolated-word error (100 - WSR)")):
+                md += [f"## {part} words, {title}: {what}", "", table(records, vocab, part, metric), ""]
+    md += ["## Collapse onto the training words: unseen-word clips answered with a training word (%)", "",
+           "| variant | open | closed vocabulary |", "|---|---:|---:|"]
+    md += [f"| {r['variant']} | " + " | ".join(f"{r[v]['unseen']['answers_training_word']:.1f}"
+                                               if "answers_training_word" in r.get(v, {}).get("unseen", {}) else "-"
+                                               for v in ("open", "uaspeech")) + " |" for r in records]
+    md += ["", "## Cost (2 CPU cores unless stated)", "", "| variant | epochs | train + final B2 decode s | decode s (open) |",
            "|---|---:|---:|---:|"]
     md += [f"| {r['variant']} | {r.get('epochs_run') or '-'} | {r['train_s']:.0f} | {r['decode_s_open']:.0f} |"
            for r in records]
