@@ -91,7 +91,8 @@ def spoken_digits(text: str) -> str:
 
 
 def scores(preds, seen_words: set[str]) -> dict:
-    """Per level and total, seen and unseen words apart (percent): WER, and the isolated-word error 100 - WSR.
+    """Per part (seen / unseen words), in percent: WER and the isolated-word error 100 - WSR, each per level and
+    total, plus the share of clips answered with a training word.
 
     WER counts every inserted word, so a model that answers one word with a sentence ("W-W-W-W...", "Oh, I don't
     know.") can score far above 100 %. The isolated-word error (the hypothesis is not exactly the word) is
@@ -106,29 +107,30 @@ def scores(preds, seen_words: set[str]) -> dict:
         if not sub:
             continue
         rep = score_predictions(sub)
-        levels = [lvl for lvl in LEVELS if lvl in rep.per_level]
-        out[part] = {"total": 100 * rep.total.wer, "n": rep.total.n,
-                     **{lvl: 100 * rep.per_level[lvl].wer for lvl in levels},
-                     "word_error": {"total": 100 * (1 - rep.total.wsr),
-                                    **{lvl: 100 * (1 - rep.per_level[lvl].wsr) for lvl in levels}},
+        groups = {"total": rep.total, **{lvl: rep.per_level[lvl] for lvl in LEVELS if lvl in rep.per_level}}
+        out[part] = {"n": rep.total.n,
+                     "wer": {g: 100 * sc.wer for g, sc in groups.items()},
+                     "word_error": {g: 100 * (1 - sc.wsr) for g, sc in groups.items()},
                      # a classifier of its training words answers one of them whatever it hears
                      "answers_training_word": 100 * sum(normalize(p.hypothesis) in seen_words for p in sub) / len(sub)}
     return out
 
 
 def rescore(record: dict, work: Path, cfg) -> dict:
-    """The record's scores recomputed from its saved predictions (so every table uses today's scoring)."""
+    """The record with its scores computed from its saved predictions: the one place a variant is scored."""
     from av_eval import read_predictions
 
     for vocab in ("open", "uaspeech"):
-        path = work / "variants" / f"{record['variant']}_{vocab}_predictions_B2.jsonl"
-        if path.is_file():
-            record[vocab] = scores(read_predictions(path), _seen_words(cfg))
+        record[vocab] = scores(read_predictions(_predictions_path(work, record["variant"], vocab)), _seen_words(cfg))
     return record
 
 
+def _predictions_path(work: Path, name: str, vocab: str) -> Path:
+    return work / "variants" / f"{name}_{vocab}_predictions_B2.jsonl"
+
+
 def run_variant(name: str, cfg, work: Path) -> dict:
-    """Train (unless zero-shot), then decode B2 open and closed; returns the variant's record."""
+    """Train (unless zero-shot), then decode B2 open and closed; returns the variant's record (unscored)."""
     import torch
 
     from av_train.data.targets import TargetEncoder
@@ -153,12 +155,11 @@ def run_variant(name: str, cfg, work: Path) -> dict:
         with torch.no_grad():
             preds = decode_runs([run], "B2", progress=False, decode_vocabulary=vocab)
         preds = [replace(p, hypothesis=spoken_digits(p.hypothesis)) for p in preds]
-        record[vocab] = scores(preds, _seen_words(cfg))
         record[f"decode_s_{vocab}"] = round(time.perf_counter() - t1, 1)
         (work / "variants").mkdir(parents=True, exist_ok=True)
         from av_eval import write_predictions
 
-        write_predictions(work / "variants" / f"{name}_{vocab}_predictions_B2.jsonl", preds)
+        write_predictions(_predictions_path(work, name, vocab), preds)
     return record
 
 
@@ -184,21 +185,26 @@ def _seen_words(cfg) -> set[str]:
     return _SEEN[cfg.uaspeech_root]
 
 
-def table(records: list[dict], vocab: str, part: str, metric: str = "wer") -> str:
-    """One row per variant: ``metric`` "wer" or "word_error" per level, plus the ratio to zero_shot's total."""
-    base = next((r for r in records if r["variant"] == "zero_shot"), None)
+def table(records: list[dict], vocab: str, part: str, metric: str) -> str:
+    """One row per variant: ``metric`` ("wer" or "word_error") per level and total, and the total's ratio to
+    zero_shot's."""
+    base = next((r[vocab].get(part, {}).get(metric) for r in records if r["variant"] == "zero_shot"), None)
     lines = [f"| variant | {' | '.join(LEVELS)} | total | x zero-shot | n |", "|---|" + "---:|" * (len(LEVELS) + 3)]
     for r in records:
-        s = r.get(vocab, {}).get(part)
+        s = r[vocab].get(part)
         if not s:
             continue
-        vals = s if metric == "wer" else s.get("word_error", {})
+        vals = s[metric]
         cells = " | ".join(f"{vals[lvl]:.1f}" if lvl in vals else "-" for lvl in LEVELS)
-        b = base and base.get(vocab, {}).get(part)
-        bvals = (b if metric == "wer" else b.get("word_error", {})) if b else {}
-        ratio = f"{vals['total'] / bvals['total']:.2f}" if bvals.get("total") else "-"
+        ratio = f"{vals['total'] / base['total']:.2f}" if base and base["total"] else "-"
         lines.append(f"| {r['variant']} | {cells} | {vals['total']:.1f} | {ratio} | {s['n']} |")
     return "\n".join(lines)
+
+
+def collapse_row(record: dict) -> str:
+    cells = [f"{record[v]['unseen']['answers_training_word']:.1f}" if "unseen" in record[v] else "-"
+             for v in ("open", "uaspeech")]
+    return f"| {record['variant']} | {' | '.join(cells)} |"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,13 +236,14 @@ def main(argv: list[str] | None = None) -> int:
                          "speakers": args.speakers, "train_id": name, "max_epochs": args.epochs, "seed": args.seed,
                          **VARIANTS[name]})
         if done.is_file():
-            records.append(rescore(json.loads(done.read_text()), work, cfg))
+            rec = json.loads(done.read_text())
             print(f"{name}: done before ({done})")
+        elif args.report_only:
             continue
-        if args.report_only:
-            continue
-        print(f"=== {name}: {VARIANTS[name] or 'base recipe'}", flush=True)
-        rec = run_variant(name, cfg, work)
+        else:
+            print(f"=== {name}: {VARIANTS[name] or 'base recipe'}", flush=True)
+            rec = run_variant(name, cfg, work)
+        rec = rescore(rec, work, cfg)
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(json.dumps(rec, indent=2) + "\n")
         records.append(rec)
@@ -250,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
                 md += [f"## {part} words, {title}: {what}", "", table(records, vocab, part, metric), ""]
     md += ["## Collapse onto the training words: unseen-word clips answered with a training word (%)", "",
            "| variant | open | closed vocabulary |", "|---|---:|---:|"]
-    md += [f"| {r['variant']} | " + " | ".join(f"{r[v]['unseen']['answers_training_word']:.1f}"
-                                               if "answers_training_word" in r.get(v, {}).get("unseen", {}) else "-"
-                                               for v in ("open", "uaspeech")) + " |" for r in records]
+    md += [collapse_row(r) for r in records]
     md += ["", "## Cost (2 CPU cores unless stated)", "", "| variant | epochs | train + final B2 decode s | decode s (open) |",
            "|---|---:|---:|---:|"]
     md += [f"| {r['variant']} | {r.get('epochs_run') or '-'} | {r['train_s']:.0f} | {r['decode_s_open']:.0f} |"
