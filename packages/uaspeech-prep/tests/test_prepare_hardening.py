@@ -136,12 +136,16 @@ def test_workers_die_with_the_parent(tiny_corpus, tmp_path, sig):
            "--quiet", "--workers", "2"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 180
-    children: set[int] = set()
-    while time.time() < deadline and proc.poll() is None and len(children) < 2:
-        children = _children(proc.pid)
+    workers: set[int] = set()
+    # both pool workers started (the resource tracker, also a child, does not count): the job then has ~10 s
+    # of blocks left, so the signal lands mid-block and not after the job has finished
+    while time.time() < deadline and proc.poll() is None and len(workers) < 2:
+        workers = _children(proc.pid, "multiprocessing.spawn")
         time.sleep(0.2)
-    assert len(children) >= 2, "the pool did not start"
-    time.sleep(2.0)  # workers busy inside a block
+    assert len(workers) >= 2, "the pool did not start"
+    time.sleep(1.0)  # workers busy inside a block
+    assert proc.poll() is None, "prepare finished before the signal: the test needs a longer job"
+    children = _children(proc.pid)
     if sig == signal.SIGINT:
         os.killpg(proc.pid, sig)  # a terminal's Ctrl-C reaches the whole process group
     else:
@@ -155,9 +159,10 @@ def test_workers_die_with_the_parent(tiny_corpus, tmp_path, sig):
         assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err, err
 
 
-def _children(pid: int) -> set[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return {int(x) for x in out.split()}
+def _children(pid: int, command_contains: str = "") -> set[int]:
+    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    rows = [line.strip().split(maxsplit=1) for line in out.splitlines() if line.strip()]
+    return {int(r[0]) for r in rows if command_contains in (r[1] if len(r) > 1 else "")}
 
 
 def _alive(pid: int) -> bool:

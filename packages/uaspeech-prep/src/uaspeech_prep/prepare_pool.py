@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from multiprocessing import get_context
@@ -26,7 +27,14 @@ def run_pool(jobs: list[BlockJob], dst: Path, workers: int, outcomes: dict[str, 
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
                                initargs=(q, os.getpid()))
     try:
-        futs = {pool.submit(_run_block_entry, job, str(dst)): job for job in jobs}
+        # Workers start inside submit() and import for seconds before worker_init can ignore Ctrl-C; one that
+        # got it then would die mid-import and break the pool. Started with SIGINT blocked, they inherit the
+        # block (it survives exec); ours is pending and arrives when the mask is restored just below.
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            futs = {pool.submit(_run_block_entry, job, str(dst)): job for job in jobs}
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
         pending = set(futs)
 
         def drain() -> None:
@@ -66,16 +74,16 @@ _progress_queue = None  # set in each worker by worker_init
 def worker_init(queue=None, parent_pid: int | None = None) -> None:
     """Set up a worker: progress queue, Ctrl-C left to the parent, death with the parent, one decoding thread
     (benchmarks/prep_bench.py sets up its process the same way)."""
-    import signal
-
     import cv2
 
     from uaspeech_prep.video_io import set_decode_threads
 
     global _progress_queue
     _progress_queue = queue
-    # Ctrl-C goes to the whole process group: the parent alone handles it (and stops us)
+    # Ctrl-C goes to the whole process group: the parent alone handles it (and stops us). Ignored from here
+    # on, so the block inherited from run_pool can be lifted.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     if parent_pid is not None:
         _die_with_parent(parent_pid)
     # one thread per worker: the pool already occupies the cores (OpenCV's pool and FFmpeg's decoding
@@ -86,7 +94,6 @@ def worker_init(queue=None, parent_pid: int | None = None) -> None:
 
 def _die_with_parent(parent_pid: int) -> None:
     """Linux: the kernel kills us when the parent dies (PR_SET_PDEATHSIG); elsewhere a thread watches it."""
-    import signal
     import threading
 
     try:
