@@ -104,19 +104,23 @@ def test_video_crop_matches_validation(tokenizer):
 
 
 def test_save_load_round_trip_without_pickle(tokenizer, tmp_path):
-    proc = AVWhisperProcessor(tokenizer, modality="audio_visual", char_level=True, vocabulary=WORDS, max_new_tokens=20)
+    proc = AVWhisperProcessor(tokenizer, modality="audio_visual", char_level=True, vocabulary=WORDS, max_new_tokens=20,
+                              loop_repeats=4)
     proc.save_pretrained(tmp_path)
     names = {p.name for p in tmp_path.iterdir()}
     assert {"processor_config.json", "vocabulary.txt", "tokenizer.json"} <= names
     assert not [n for n in names if n.endswith((".bin", ".pt", ".pkl", ".ckpt", ".pickle"))]
     back = AVWhisperProcessor.from_pretrained(tmp_path)
     assert back.to_dict() == proc.to_dict()
-    assert back.vocabulary == WORDS
+    assert back.vocabulary == WORDS and back.loop_repeats == 4
     assert back.constraint().sequences() == proc.constraint().sequences()
     for w in WORDS:
         assert back.tokenizer.encode(back.target_text(w), add_special_tokens=False) == tokenizer.encode(
             proc.target_text(w), add_special_tokens=False)
     cfg = json.loads((tmp_path / "processor_config.json").read_text())
+    del cfg["loop_repeats"]  # a folder exported before the loop cut existed decodes as it was validated: no cut
+    (tmp_path / "processor_config.json").write_text(json.dumps(cfg))
+    assert AVWhisperProcessor.from_pretrained(tmp_path).loop_repeats is None
     cfg["made_up"] = 1
     (tmp_path / "processor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="made_up"):

@@ -42,6 +42,7 @@ def test_ints_are_accepted_for_floats():
         ({"modality": "audio_visual", "resnet_width": 0}, "resnet_width must be >= 1"),
         ({"microphones": []}, "at least one channel"),
         ({"noise_snr_db": [20.0, 0.0]}, "noise_snr_db"),
+        ({"loop_repeats": 1}, "'loop_repeats' must be 0 \\(off\\) or >= 2"),
     ],
 )
 def test_contradictions_are_errors(options, message):

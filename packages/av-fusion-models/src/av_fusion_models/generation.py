@@ -122,16 +122,62 @@ def check_constraint(eos: Sequence[int], constraint: TokenTrie | None) -> None:
         raise ValueError("constrained decoding needs an eos_token_id (the end of an allowed word)")
 
 
+def ends_in_loop(generated: torch.Tensor, repeats: int) -> torch.Tensor:
+    """generated [N, G] -> [N] bool: the row ends in ``repeats`` back-to-back copies of one token sequence.
+
+    A unit of p tokens is tried for every p <= G / repeats, so " yes yes yes yes" (p = 1) and the character-level
+    " y e s y e s y e s y e s" (p = 3) both count.
+    """
+    n, g = generated.shape
+    looping = torch.zeros(n, dtype=torch.bool, device=generated.device)
+    for p in range(1, g // repeats + 1):
+        tail = generated[:, g - repeats * p:].reshape(n, repeats, p)  # [N, repeats, p]
+        looping |= (tail == tail[:, :1]).all(dim=2).all(dim=1)
+    return looping
+
+
+def cut_loops(ids: torch.Tensor, prompt_len: int, repeats: int, eos: Sequence[int], pad: int) -> torch.Tensor:
+    """ids [N, P + G] with every looping row cut after the first copy of its repeated unit and ended there.
+
+    A row (trailing ``eos`` / ``pad`` aside) that ends in ``repeats`` or more back-to-back copies of one token
+    sequence keeps one copy, then one end-of-text (``eos[0]``, else ``pad``), then ``pad``. Other rows are unchanged.
+    """
+    if repeats < 2:
+        raise ValueError(f"a loop needs at least 2 copies of a unit, got loop_repeats={repeats}")
+    out = ids.clone()
+    stop = set(eos) | {pad}
+    end = eos[0] if eos else pad
+    for r, row in enumerate(ids.tolist()):
+        gen = row[prompt_len:]
+        while gen and gen[-1] in stop:
+            gen.pop()
+        for p in range(1, len(gen) // repeats + 1):
+            unit = gen[len(gen) - p:]
+            copies = 1
+            while copies * p + p <= len(gen) and gen[len(gen) - (copies + 1) * p: len(gen) - copies * p] == unit:
+                copies += 1
+            if copies >= repeats:
+                keep = prompt_len + len(gen) - (copies - 1) * p
+                out[r, keep:] = pad
+                out[r, keep] = end
+                break
+    return out
+
+
 @torch.no_grad()
 def greedy_search(
     step: DecoderStep, prompt: torch.Tensor, max_new_tokens: int, eos: Sequence[int], pad: int,
-    constraint: TokenTrie | None = None,
+    constraint: TokenTrie | None = None, loop_repeats: int | None = None,
 ) -> torch.Tensor:
     """The most probable next token at every step.
 
     prompt [B, P] -> ids [B, P + N], N <= max_new_tokens; a row that produced one of ``eos`` is padded with
     ``pad`` until every row has (no ``eos``: never stops early). ``constraint`` restricts the tokens after
     the prompt to one of its words followed by end-of-text.
+
+    ``loop_repeats`` (None: off): a row whose tokens end in that many back-to-back copies of one unit is a
+    loop ("yes yes yes yes ..."): it stops there and keeps one copy (`cut_loops`), instead of repeating the
+    unit until ``max_new_tokens``.
     """
     eos = list(eos)
     check_constraint(eos, constraint)
@@ -145,22 +191,25 @@ def greedy_search(
         ids = torch.cat([ids, next_tokens[:, None]], dim=1)
         if eos:
             finished |= torch.isin(next_tokens, next_tokens.new_tensor(eos))
-            if bool(finished.all()):
-                break
+        if loop_repeats:
+            finished |= ends_in_loop(ids[:, prompt.shape[1]:], loop_repeats)
+        if bool(finished.all()):
+            break
         new_ids = next_tokens[:, None]
-    return ids
+    return ids if not loop_repeats else cut_loops(ids, prompt.shape[1], loop_repeats, eos, pad)
 
 
 @torch.no_grad()
 def beam_search(
     step: DecoderStep, prompt: torch.Tensor, max_new_tokens: int, num_beams: int, eos: Sequence[int], pad: int,
-    length_penalty: float = 1.0, constraint: TokenTrie | None = None,
+    length_penalty: float = 1.0, constraint: TokenTrie | None = None, loop_repeats: int | None = None,
 ) -> torch.Tensor:
     """Beam search with ``num_beams`` beams per sample.
 
     A hypothesis scores sum(log p) / (generated tokens) ** length_penalty; with a constraint the log-probs
     stay the model's own (masked after the log-softmax). prompt [B, P] -> ids [B, P + N], the best
-    hypothesis per sample, right-padded with ``pad``.
+    hypothesis per sample, right-padded with ``pad``. ``loop_repeats``: the best hypothesis's loop, if it
+    ends in one, is cut to one copy after the search (`cut_loops`); the search itself is unchanged.
     """
     eos = list(eos)
     check_constraint(eos, constraint)
@@ -233,4 +282,4 @@ def beam_search(
     out = torch.full((bsz, width), pad, dtype=torch.long, device=device)
     for b, seq in enumerate(best):
         out[b, : seq.shape[0]] = seq
-    return out
+    return out if not loop_repeats else cut_loops(out, prompt.shape[1], loop_repeats, eos, pad)

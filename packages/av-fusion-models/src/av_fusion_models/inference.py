@@ -132,7 +132,7 @@ def recognize(
 ) -> list[Recognition]:
     """Recognise one input (arrays) or a batch (lists): see `AVWhisperProcessor.__call__` for the formats.
 
-    Decoding is the processor's (``num_beams``, ``max_new_tokens``), constrained to its closed vocabulary when
+    Decoding is the processor's (``num_beams``, ``max_new_tokens``, ``loop_repeats``), constrained to its closed vocabulary when
     it has one; ``top_k`` words with log-probabilities come with every result under a closed vocabulary.
     ``levels`` [B] (severity level index) is needed only by routers trained with ``routing_use_level``.
     """
@@ -154,7 +154,7 @@ def recognize_inputs(
     ids, route_probs = model.generate(
         **inputs, decoder_input_ids=prompt, max_new_tokens=processor.max_new_tokens,
         num_beams=num_beams or processor.num_beams, eos_token_id=processor.eos_token_id,
-        constraint=processor.constraint(), return_route_probs=True,
+        constraint=processor.constraint(), return_route_probs=True, loop_repeats=processor.loop_repeats,
     )
     texts = processor.batch_decode(ids[:, prompt.shape[1]:])
     ranked = rank_vocabulary(model, processor, inputs, top_k) if processor.vocabulary else [[] for _ in texts]

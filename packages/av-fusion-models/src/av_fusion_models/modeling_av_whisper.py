@@ -500,6 +500,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         input_lengths: torch.Tensor | None = None,
         constraint: TokenTrie | None = None,
         return_route_probs: bool = False,
+        loop_repeats: int | None = None,
         **kwargs,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
         """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache (`generation`).
@@ -518,6 +519,10 @@ class AVWhisperForConditionalGeneration(nn.Module):
         `constraint` (a `TokenTrie`, e.g. `TokenTrie.from_words(tokenizer, words, char_level=True)`)
         restricts the tokens after the prompt to one allowed sequence followed by end-of-text; with
         beam search the scores stay the model's own log-probabilities (masked after the log-softmax).
+
+        `loop_repeats` (None: off, as Whisper): a transcript that ends in that many back-to-back copies of
+        one token sequence ("yes yes yes yes ...") is a decoding loop: it is cut to one copy and ended
+        (`generation.cut_loops`); greedy search also stops extending it there.
 
         The encoder, video front-end and router run once; the video states (and the decoder
         fusion scale) are repeated per beam and passed to every decoder step. Modality dropout
@@ -546,10 +551,11 @@ class AVWhisperForConditionalGeneration(nn.Module):
             input_features, video, video_padding_mask, levels, input_lengths, suppress_tokens
         )
         if num_beams <= 1:
-            ids = greedy_search(step, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint)
+            ids = greedy_search(step, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint,
+                                loop_repeats)
         else:
             ids = beam_search(step, decoder_input_ids, max_new_tokens, num_beams, eos_ids, pad_token_id,
-                              length_penalty, constraint)
+                              length_penalty, constraint, loop_repeats)
         return (ids, route_probs) if return_route_probs else ids
 
     # ------------------------------------------------------------------------ save / load

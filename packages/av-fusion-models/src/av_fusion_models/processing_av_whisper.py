@@ -81,7 +81,9 @@ class AVWhisperProcessor:
         crop_size: the central crop the model sees (88).
         char_level: the model was trained on character-level targets (" t h r e e").
         lowercase: targets were lower-cased.
-        max_new_tokens, num_beams: the decoding the model was validated with.
+        max_new_tokens, num_beams, loop_repeats: the decoding the model was validated with (``loop_repeats``:
+            copies of one unit that end a looping transcript, see `AVWhisperForConditionalGeneration.generate`;
+            None: off).
         vocabulary: closed vocabulary (one word or phrase per entry) for constrained decoding, or None.
         prompt_ids, eos_token_id: derived from the tokenizer unless given.
     """
@@ -99,6 +101,7 @@ class AVWhisperProcessor:
     lowercase: bool = True
     max_new_tokens: int = 24
     num_beams: int = 1
+    loop_repeats: int | None = None
     vocabulary: list[str] | None = None
     prompt_ids: list[int] = field(default_factory=list)
     eos_token_id: int | None = None

@@ -207,6 +207,11 @@ class TrainingConfig:
     """Longest generated transcript (tokens) in autoregressive decoding."""
     num_beams: int = 1
     """Beam size of autoregressive decoding (1: greedy)."""
+    loop_repeats: int = 4
+    """A transcript that ends in this many back-to-back copies of one token sequence ("yes yes yes yes") is a
+    decoding loop, not speech: it is cut to one copy and ended (greedy search stops there). Whisper loops
+    on short inputs, most of all with word-level targets (docs/RESULTS.md); 0 turns the cut off. Used by
+    validation, ``av-cli eval``, ``noise-eval`` and the exported model."""
     decode_vocabulary: str = "open"
     """Words autoregressive decoding may produce: ``open`` (anything, as Whisper), ``uaspeech`` (the corpus's
     closed set: every word of its word list, 449 distinct spellings of the 455 entries) or the path of a text
@@ -440,6 +445,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'precision' must be one of {list(PRECISIONS)}, got {cfg.precision!r}.{hint}")
     if cfg.num_beams < 1:
         raise ConfigError(f"{source}: 'num_beams' must be >= 1")
+    if cfg.loop_repeats == 1 or cfg.loop_repeats < 0:
+        raise ConfigError(f"{source}: 'loop_repeats' must be 0 (off) or >= 2 copies, got {cfg.loop_repeats}")
     for key in ("train_id", "train_name"):
         name = getattr(cfg, key)
         # a name, not a path: `..` or a slash would put checkpoints outside output_root or into another run

@@ -55,7 +55,7 @@ def eval_dataset(run: LoadedRun, samples: list[Sample], with_video: bool, with_a
 def decode_batch(
     runs: Sequence[LoadedRun], inputs: Sequence[dict], prompt: torch.Tensor, max_new_tokens: int,
     eos_token_id: int, pad_token_id: int | None = None, num_beams: int = 1, use_cache: bool = True,
-    constraint=None,
+    constraint=None, loop_repeats: int | None = None,
 ) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
     """One batch decoded by one run or the true ensemble of several (av_fusion_models.generation).
 
@@ -82,9 +82,11 @@ def decode_batch(
     step = steps[0] if len(steps) == 1 else EnsembleStep(steps)
     max_new_tokens = min(max_new_tokens, room)
     if num_beams > 1:
-        ids = beam_search(step, prompt, max_new_tokens, num_beams, [eos_token_id], pad, constraint=constraint)
+        ids = beam_search(step, prompt, max_new_tokens, num_beams, [eos_token_id], pad, constraint=constraint,
+                          loop_repeats=loop_repeats)
     else:
-        ids = greedy_search(step, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint)
+        ids = greedy_search(step, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint,
+                            loop_repeats=loop_repeats)
     return ids, routes
 
 
@@ -94,7 +96,7 @@ def decode_runs(
 ) -> list[Prediction]:
     """Predictions of one run (``runs=[run]``) or of the true ensemble of several on ``split``.
 
-    ``num_beams`` of the first run's config: greedy (1) or beam search, for one run exactly
+    ``num_beams`` and ``loop_repeats`` of the first run's config: greedy (1) or beam search, for one run exactly
     ``model.generate``'s, for several the ensemble's. Decoding is constrained to
     ``decode_vocabulary`` (default: the first run's config value; ``open``, ``uaspeech`` or a file).
     """
@@ -126,7 +128,8 @@ def decode_runs(
         prompt = torch.tensor(first.targets.prompt, device=device).repeat(len(batch["meta"]), 1)
         inputs = [model_inputs(batch, r.cfg, device) for r in runs]
         ids, routes = decode_batch(runs, inputs, prompt, first.cfg.max_new_tokens, first.targets.eot,
-                                   num_beams=beams, use_cache=use_cache, constraint=constraint)
+                                   num_beams=beams, use_cache=use_cache, constraint=constraint,
+                                   loop_repeats=first.cfg.loop_repeats or None)
         hyps = [first.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
         preds.extend(predictions(batch["meta"], hyps, routes[0] if len(runs) == 1 else None))
     return preds

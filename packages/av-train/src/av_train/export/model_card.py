@@ -114,7 +114,9 @@ def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | No
         "- Targets: " + (CHAR_TARGETS if cfg.char_level else "words"),
         f"- Decoding: {'beam search, ' + str(cfg.num_beams) + ' beams' if cfg.num_beams > 1 else 'greedy'}, "
         + (f"closed vocabulary of {len(processor.vocabulary)} words (`vocabulary.txt`)" if processor.vocabulary
-           else "open vocabulary"),
+           else "open vocabulary")
+        + (f"; a transcript ending in {processor.loop_repeats} copies of one unit is cut to one" if processor.loop_repeats
+           else ""),
         f"- Audio: 16 kHz log-mel, {'padded to 30 s' if processor.pad_audio_to_30s else 'cut to the clip'}"
         + (f"; video: grey 96 x 96 mouth crops at {processor.video_fps:g} fps (centre 88 x 88)" if cfg.uses_video else ""),
         "",
