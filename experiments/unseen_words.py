@@ -18,7 +18,9 @@ character-level targets.
 Without ``--prepared`` the corpus is the synthetic ``full`` size (all 255 words per block, so B2 holds the 100
 unseen uncommon words, real English words spoken by the same espeak voices) for ``--speakers`` (default one per
 intelligibility level), microphone M5, audio only (no lip ROIs: this study is about the audio path). Everything
-is resumable: a finished variant's scores are kept in ``<workdir>/variants/<name>.json`` and not redone.
+is resumable: a finished variant's scores are kept in ``<workdir>/variants/<name>.json`` and not redone;
+``--redecode`` decodes finished variants again from their best.ckpt (after a change to decoding, such as the cut
+of decoding loops, ``loop_repeats``), without training them again.
 
 Output: ``<workdir>/results.json`` and ``results.md`` (the tables; docs/RESULTS.md quotes them).
 """
@@ -52,6 +54,7 @@ VARIANTS: dict[str, dict] = {
     "lora_attn_mlp_r16": {"finetune": "lora", "lora_rank": 16, "lora_alpha": 32.0, "lora_targets": "attention_mlp",
                           "learning_rate": 1.0e-3},
     "word_full_lr1e-5": {"char_level": False, "learning_rate": 1.0e-5},
+    "word_full_lr1e-4": {"char_level": False},
 }
 DEFAULT_SPEAKERS = ("M12", "M16", "F04", "F05")  # very_low, low, mid, high
 
@@ -129,8 +132,9 @@ def _predictions_path(work: Path, name: str, vocab: str) -> Path:
     return work / "variants" / f"{name}_{vocab}_predictions_B2.jsonl"
 
 
-def run_variant(name: str, cfg, work: Path) -> dict:
-    """Train (unless zero-shot), then decode B2 open and closed; returns the variant's record (unscored)."""
+def run_variant(name: str, cfg, work: Path, train_s: float | None = None) -> dict:
+    """Train (unless zero-shot, or ``train_s`` is the time an earlier run of it took), then decode B2 open and
+    closed; returns the variant's record (unscored)."""
     import torch
 
     from av_train.data.targets import TargetEncoder
@@ -145,11 +149,13 @@ def run_variant(name: str, cfg, work: Path) -> dict:
         model.eval()
         run = LoadedRun(Path("-"), cfg, model, TargetEncoder(tokenizer, char_level=cfg.char_level), n_mels)
     else:
-        main_train(cfg)
+        if train_s is None:
+            main_train(cfg)
         run = load_run(cfg.checkpoint_dir / "best.ckpt", device="cpu")
-    train_s = time.perf_counter() - t0
+    if train_s is None:
+        train_s = time.perf_counter() - t0
     record = {"variant": name, "config": {k: v for k, v in VARIANTS[name].items()}, "train_s": round(train_s, 1),
-              "epochs_run": _epochs(cfg)}
+              "epochs_run": _epochs(cfg), "loop_repeats": run.cfg.loop_repeats}
     for vocab in ("open", "uaspeech"):
         t1 = time.perf_counter()
         with torch.no_grad():
@@ -218,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--report-only", action="store_true", help="only rebuild results.md from the finished variants")
+    ap.add_argument("--redecode", action="store_true", help="decode the finished variants again (their best.ckpt) "
+                                                            "with today's decoding, without training")
     args = ap.parse_args(argv)
     from av_eval.cli_errors import configure_cli_logging
 
@@ -235,7 +243,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = from_dict({**BASE, "uaspeech_root": str(prepared), "model_name": model, "output_root": str(work),
                          "speakers": args.speakers, "train_id": name, "max_epochs": args.epochs, "seed": args.seed,
                          **VARIANTS[name]})
-        if done.is_file():
+        if done.is_file() and args.redecode and not args.report_only:
+            print(f"=== {name}: decoded again", flush=True)
+            rec = run_variant(name, cfg, work, train_s=json.loads(done.read_text())["train_s"])
+        elif done.is_file():
             rec = json.loads(done.read_text())
             print(f"{name}: done before ({done})")
         elif args.report_only:
@@ -258,10 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     md += ["## Collapse onto the training words: unseen-word clips answered with a training word (%)", "",
            "| variant | open | closed vocabulary |", "|---|---:|---:|"]
     md += [collapse_row(r) for r in records]
-    md += ["", "## Cost (2 CPU cores unless stated)", "", "| variant | epochs | train + final B2 decode s | decode s (open) |",
-           "|---|---:|---:|---:|"]
-    md += [f"| {r['variant']} | {r.get('epochs_run') or '-'} | {r['train_s']:.0f} | {r['decode_s_open']:.0f} |"
-           for r in records]
+    md += ["", "## Cost (2 CPU cores unless stated)", "",
+           "| variant | epochs | train + final B2 decode s | decode s (open) | loop cut (loop_repeats) |",
+           "|---|---:|---:|---:|---:|"]
+    md += [f"| {r['variant']} | {r.get('epochs_run') or '-'} | {r['train_s']:.0f} | {r['decode_s_open']:.0f} | "
+           f"{r.get('loop_repeats') or 'off'} |" for r in records]
     (work / "results.md").write_text("\n".join(md) + "\n")
     (work / "results.json").write_text(json.dumps(records, indent=2) + "\n")
     print("\n".join(md))
