@@ -384,3 +384,24 @@ def test_video_only_model_hears_silence_of_the_video_length():
         model(None, ids)
     with pytest.raises(ValueError, match="video_only"):
         AVWhisperConfig(fusion_location="none", video_only=True)
+
+
+def test_lip_reader_encodes_its_silence_once_with_the_same_values_and_gradients():
+    """Decoder fusion: every row hears the same silence, so the encoder runs on one row (encoder_states)."""
+    model = av_model(fusion_location="decoder", video_only=True, xattn_gate_init=0.5).train()
+    _, ids, video = inputs(t_v=6)
+    fusion = model.prepare_fusion(None, video, modality_dropout=False)
+    once = model.encoder_states(fusion)
+    every_row = model.encode(fusion.input_features, fusion)
+    assert once.stride(0) == 0  # one row, repeated
+    torch.testing.assert_close(once, every_row)
+    params = [p for p in model.whisper.model.encoder.parameters() if p.requires_grad]
+    assert params
+    g = torch.randn_like(every_row)
+    ref = torch.autograd.grad((every_row * g).sum(), params)
+    got = torch.autograd.grad((model.encoder_states(fusion) * g).sum(), params)
+    for a, b in zip(got, ref):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    # encoder fusion sees each row's own video: every row is encoded
+    both = av_model(fusion_location="both", video_only=True, xattn_gate_init=0.5)
+    assert both.encoder_states(both.prepare_fusion(None, video)).stride(0) != 0

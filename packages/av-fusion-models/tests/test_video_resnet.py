@@ -70,3 +70,39 @@ def test_zero_frames_equal_conv_padding():
         a = enc(x)
         b = enc(torch.cat([x, torch.zeros(1, 3, 88, 88)], dim=1))[:, :5]
     assert (a - b).abs().max() <= 1e-5
+
+
+def test_stem_as_conv2d_equals_the_conv3d_values_and_gradients():
+    """The training path of the stem (a Conv2d over stacked frames) is the Conv3d's maths, gradients included."""
+    import pytest
+
+    from av_fusion_models.video_resnet import stem_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv3d(1, 6, kernel_size=(5, 7, 7), stride=(1, 2, 2), padding=(2, 3, 3), bias=True)
+    video = torch.randn(2, 9, 20, 20, requires_grad=True)
+    ref = conv(video.unsqueeze(1))
+    got = stem_conv(conv, video)
+    assert got.shape == ref.shape == (2, 6, 9, 10, 10)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    ref_grads = torch.autograd.grad((ref * g).sum(), [conv.weight, conv.bias, video])
+    got_grads = torch.autograd.grad((stem_conv(conv, video) * g).sum(), [conv.weight, conv.bias, video])
+    for a, b in zip(got_grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="one input channel"):
+        stem_conv(torch.nn.Conv3d(2, 4, 3), video)
+
+
+def test_training_and_inference_paths_of_the_encoder_agree():
+    """Gradient on (stem as Conv2d) and off (plain Conv3d): the same features."""
+    torch.manual_seed(1)
+    enc = ResNetVideoEncoder(width=4).eval()
+    video = torch.randn(2, 7, 88, 88)
+    with torch.no_grad():
+        plain = enc(video)
+    fast = enc(video)
+    assert fast.requires_grad
+    torch.testing.assert_close(fast.detach(), plain, atol=1e-4, rtol=1e-4)
+    fast.sum().backward()
+    assert enc.frontend3d[0].weight.grad.abs().sum() > 0

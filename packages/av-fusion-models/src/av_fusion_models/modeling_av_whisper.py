@@ -371,6 +371,22 @@ class AVWhisperForConditionalGeneration(nn.Module):
             x = layer(x, None, **kwargs)
         return enc.layer_norm(x)
 
+    def encoder_states(self, fusion: FusionState) -> torch.Tensor:
+        """`encode` of a prepared batch (`prepare_fusion`) -> [B, T_enc, D].
+
+        A lip reader without encoder fusion hears the same silence in every row, so its encoder output is the
+        same in every row: it runs on one row and is repeated, 1/B of the cost for the same numbers (and the
+        same gradients, summed over the rows by the repeat). Not while training with dropout in Whisper, which
+        would give each row its own mask.
+        """
+        feats = fusion.input_features
+        wcfg = self.whisper.config
+        stochastic = self.training and any(
+            getattr(wcfg, name, 0.0) > 0 for name in ("dropout", "attention_dropout", "activation_dropout"))
+        if self.config.video_only and not self.config.fuse_encoder and feats.shape[0] > 1 and not stochastic:
+            return self.encode(feats[:1], fusion).expand(feats.shape[0], -1, -1)
+        return self.encode(feats, fusion)
+
     def decode(
         self,
         decoder_input_ids: torch.Tensor,
@@ -425,7 +441,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
                 raise ValueError("pass decoder_input_ids or labels")
             decoder_input_ids = shift_tokens_right(labels, wcfg.pad_token_id, wcfg.decoder_start_token_id)
         fusion = self.prepare_fusion(input_features, video, video_padding_mask, levels, input_lengths)
-        encoder_hidden = self.encode(fusion.input_features, fusion)
+        encoder_hidden = self.encoder_states(fusion)
         dec_kwargs = fusion.kwargs("decoder") if self.config.fuse_decoder else {}
         hidden, cache = self.decode(
             decoder_input_ids, encoder_hidden, dec_kwargs, decoder_attention_mask, use_cache=use_cache
@@ -475,7 +491,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         fusion = self.prepare_fusion(
             input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
         )
-        encoder_hidden = self.encode(fusion.input_features, fusion)
+        encoder_hidden = self.encoder_states(fusion)
 
         def fusion_kwargs(repeat: int) -> dict:
             return fusion.kwargs("decoder", repeat=repeat) if self.config.fuse_decoder else {}

@@ -10,12 +10,36 @@ Only the 3D stem mixes time (temporal kernel 5: each output frame sees input fra
 zero padding at the ends); the trunk is applied to every frame independently, so the time
 length is preserved. With w = 64 the trunk has ~11.2M parameters (ResNet-18 without its
 first conv and classifier), the stem 15.7k.
+
+Training the stem on a CPU: PyTorch's Conv3d weight gradient for one input channel is about 10x slower there
+than the same maths as a Conv2d over the 5 stacked neighbour frames (`stem_conv`), which then dominates a
+lip-reading step; with a gradient to compute the stem runs as that Conv2d. The weights and the state dict
+are the Conv3d's either way.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
+
+
+def stem_conv(conv: nn.Conv3d, video: torch.Tensor) -> torch.Tensor:
+    """``conv`` (1 input channel, temporal stride 1) on video [B, T, H, W] -> [B, w, T, H', W'], as a Conv2d.
+
+    Output frame t of a Conv3d with temporal kernel k and padding p sees input frames t - p .. t - p + k - 1
+    (zeros outside the clip): stacking those k frames as the channels of one image makes it a Conv2d whose
+    weight [w, k, kh, kw] is the Conv3d's [w, 1, k, kh, kw]. Same numbers (to float rounding), same gradients.
+    """
+    if conv.in_channels != 1 or conv.stride[0] != 1 or conv.dilation != (1, 1, 1) or conv.groups != 1:
+        raise ValueError("stem_conv needs a Conv3d with one input channel, temporal stride 1, no dilation or groups")
+    bsz, t, h, w = video.shape
+    k, p = conv.kernel_size[0], conv.padding[0]
+    padded = F.pad(video, (0, 0, 0, 0, p, p))  # [B, T + 2p, H, W]
+    stacked = padded.unfold(1, k, 1)[:, :t]  # [B, T', H, W, k]: the k frames seen by each output frame
+    stacked = stacked.permute(0, 1, 4, 2, 3).reshape(bsz * t, k, h, w)  # [B*T, k, H, W]
+    out = F.conv2d(stacked, conv.weight.squeeze(1), conv.bias, conv.stride[1:], conv.padding[1:])  # [B*T, w, H', W']
+    return out.view(bsz, t, *out.shape[1:]).transpose(1, 2)  # [B, w, T, H', W']
 
 
 def _activation(relu_type: str, channels: int) -> nn.Module:
@@ -116,7 +140,11 @@ class ResNetVideoEncoder(nn.Module):
         if video.dim() != 4:
             raise ValueError(f"expected video [B, T, H, W], got shape {tuple(video.shape)}")
         bsz, t = video.shape[:2]
-        x = self.frontend3d(video.unsqueeze(1))  # [B, w, T, H/4, W/4]
+        conv, rest = self.frontend3d[0], self.frontend3d[1:]
+        if torch.is_grad_enabled() and conv.weight.requires_grad:
+            x = rest(stem_conv(conv, video))  # [B, w, T, H/4, W/4]; the fast weight gradient (module docstring)
+        else:
+            x = self.frontend3d(video.unsqueeze(1))  # [B, w, T, H/4, W/4]
         x = x.transpose(1, 2).reshape(bsz * t, x.shape[1], x.shape[3], x.shape[4])  # [B*T, w, h, w']
         x = self.trunk(x)  # [B*T, 8w]
         return x.view(bsz, t, -1)
