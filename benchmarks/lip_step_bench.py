@@ -19,25 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import types
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def timeit(fn, reps: int) -> float:
-    fn()  # warm-up (allocators, oneDNN primitives)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def old_video_forward(self, video: torch.Tensor) -> torch.Tensor:
@@ -57,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from _whisper_assets import tiny_en_dir
+    from models_bench import timeit  # median of reps after one warm-up call
     from transformers import WhisperForConditionalGeneration
 
     from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, ResNetVideoEncoder
