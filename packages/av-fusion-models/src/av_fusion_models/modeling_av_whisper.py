@@ -372,17 +372,11 @@ class AVWhisperForConditionalGeneration(nn.Module):
         return enc.layer_norm(x)
 
     def encoder_states(self, fusion: FusionState) -> torch.Tensor:
-        """`encode` of a prepared batch (`prepare_fusion`) -> [B, T_enc, D].
-
-        A lip reader without encoder fusion hears the same silence in every row, so its encoder output is the
-        same in every row: it runs on one row and is repeated, 1/B of the cost for the same numbers (and the
-        same gradients, summed over the rows by the repeat). Not while training with dropout in Whisper, which
-        would give each row its own mask.
-        """
-        feats = fusion.input_features
-        wcfg = self.whisper.config
-        stochastic = self.training and any(
-            getattr(wcfg, name, 0.0) > 0 for name in ("dropout", "attention_dropout", "activation_dropout"))
+        """`encode` of a prepared batch (`prepare_fusion`) -> [B, T_enc, D]. A lip reader without encoder fusion
+        hears the same silence in every row: it is encoded once and repeated (same values and gradients, 1/B of
+        the cost), unless training with dropout in Whisper would give each row its own mask."""
+        feats, w = fusion.input_features, self.whisper.config
+        stochastic = self.training and max(w.dropout, w.attention_dropout, w.activation_dropout) > 0
         if self.config.video_only and not self.config.fuse_encoder and feats.shape[0] > 1 and not stochastic:
             return self.encode(feats[:1], fusion).expand(feats.shape[0], -1, -1)
         return self.encode(feats, fusion)
@@ -536,9 +530,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
         restricts the tokens after the prompt to one allowed sequence followed by end-of-text; with
         beam search the scores stay the model's own log-probabilities (masked after the log-softmax).
 
-        `loop_repeats` (None: off, as Whisper): a transcript that ends in that many back-to-back copies of
-        one token sequence ("yes yes yes yes ...") is a decoding loop: it is cut to one copy and ended
-        (`generation.cut_loops`); greedy search also stops extending it there.
+        `loop_repeats` (None: off, as Whisper): a transcript ending in that many back-to-back copies of one
+        token sequence ("yes yes yes yes") is a loop, cut to one copy and ended (`generation.cut_loops`).
 
         The encoder, video front-end and router run once; the video states (and the decoder
         fusion scale) are repeated per beam and passed to every decoder step. Modality dropout
