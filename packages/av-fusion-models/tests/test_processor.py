@@ -121,6 +121,11 @@ def test_save_load_round_trip_without_pickle(tokenizer, tmp_path):
     del cfg["loop_repeats"]  # a folder exported before the loop cut existed decodes as it was validated: no cut
     (tmp_path / "processor_config.json").write_text(json.dumps(cfg))
     assert AVWhisperProcessor.from_pretrained(tmp_path).loop_repeats is None
+    with pytest.raises(ValueError, match="loop_repeats must be None"):
+        AVWhisperProcessor(tokenizer, loop_repeats=1)
+    (tmp_path / "processor_config.json").write_text(json.dumps({**cfg, "loop_repeats": 1}))
+    with pytest.raises(ValueError, match=r"processor_config.json: loop_repeats must be None"):
+        AVWhisperProcessor.from_pretrained(tmp_path)
     cfg["made_up"] = 1
     (tmp_path / "processor_config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="made_up"):

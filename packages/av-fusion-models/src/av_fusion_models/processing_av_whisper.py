@@ -111,6 +111,8 @@ class AVWhisperProcessor:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        if self.loop_repeats is not None and self.loop_repeats < 2:
+            raise ValueError(f"loop_repeats must be None (no cut) or >= 2 copies, got {self.loop_repeats}")
         if not self.prompt_ids:
             self.prompt_ids = decoder_prompt(self.tokenizer)
         if self.eos_token_id is None:
@@ -310,7 +312,10 @@ class AVWhisperProcessor:
                                         "is missing; export the model again")
             vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
         tokenizer = WhisperTokenizer.from_pretrained(str(path), local_files_only=True)
-        return cls(tokenizer=tokenizer, vocabulary=vocabulary, **raw)
+        try:
+            return cls(tokenizer=tokenizer, vocabulary=vocabulary, **raw)
+        except ValueError as e:  # a field out of range (modality, loop_repeats, ...): say which file holds it
+            raise ValueError(f"{cfg_file}: {e}; fix the field or export the model again") from None
 
 
 def _as_list(x) -> list:
