@@ -12,7 +12,7 @@ length is preserved. With w = 64 the trunk has ~11.2M parameters (ResNet-18 with
 first conv and classifier), the stem 15.7k.
 
 Training the stem on a CPU: PyTorch's Conv3d weight gradient for one input channel is several times slower
-there (7x in benchmarks/lip_step_bench.py) than the same maths as a Conv2d over the 5 stacked neighbour frames (`stem_conv`), which then dominates a
+there (3.5x on an idle 2-core machine, benchmarks/lip_step_bench.py) than the same maths as a Conv2d over the 5 stacked neighbour frames (`stem_conv`), which then dominates a
 lip-reading step; with a gradient to compute the stem runs as that Conv2d. The weights and the state dict
 are the Conv3d's either way.
 """
