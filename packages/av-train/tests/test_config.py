@@ -66,6 +66,12 @@ def test_effective_fusion_location_and_seed_paths():
     assert cfg.results_dir == Path("results/uaspeech/run")
 
 
+def test_loop_cut_reaches_the_decoders_as_none_when_off():
+    assert from_dict(base()).decoding_loop_repeats == 4
+    assert from_dict(base(loop_repeats=0)).decoding_loop_repeats is None
+    assert from_dict(base(loop_repeats=3)).decoding_loop_repeats == 3
+
+
 @pytest.mark.parametrize("options", [
     {"modality": "audio_visual", "speakers": ["M09", "F02"], "speaker_weights": {"M09": 2.0}},
     {},  # a saved config lists every option, those of other modes at their defaults

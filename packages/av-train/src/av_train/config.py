@@ -257,6 +257,11 @@ class TrainingConfig:
             return "both"
         return self.fusion_location or "decoder"
 
+    @property
+    def decoding_loop_repeats(self) -> int | None:
+        """``loop_repeats`` as the decoders take it: None turns the cut off (0 in a config)."""
+        return self.loop_repeats or None
+
     def resolve_seed_path(self, path: str | None) -> str | None:
         return None if path is None else path.replace("{seed}", str(self.seed))
 

@@ -84,7 +84,7 @@ class AVSRModule(L.LightningModule):
         ids = self.model.generate(
             **model_inputs(batch, self.cfg), decoder_input_ids=prompt, max_new_tokens=self.cfg.max_new_tokens,
             num_beams=self.cfg.num_beams, eos_token_id=self.targets.eot, constraint=self.constraint,
-            loop_repeats=self.cfg.loop_repeats or None,
+            loop_repeats=self.cfg.decoding_loop_repeats,
         )
         return [self.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
 

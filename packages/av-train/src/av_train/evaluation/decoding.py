@@ -129,7 +129,7 @@ def decode_runs(
         inputs = [model_inputs(batch, r.cfg, device) for r in runs]
         ids, routes = decode_batch(runs, inputs, prompt, first.cfg.max_new_tokens, first.targets.eot,
                                    num_beams=beams, use_cache=use_cache, constraint=constraint,
-                                   loop_repeats=first.cfg.loop_repeats or None)
+                                   loop_repeats=first.cfg.decoding_loop_repeats)
         hyps = [first.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
         preds.extend(predictions(batch["meta"], hyps, routes[0] if len(runs) == 1 else None))
     return preds

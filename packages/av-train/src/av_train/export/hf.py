@@ -74,7 +74,7 @@ def build_processor(run: LoadedRun, decode_vocabulary: str | None = None) -> AVW
     processor = AVWhisperProcessor(
         tokenizer=run.targets.tokenizer, modality=cfg.modality, n_mels=run.n_mels,
         pad_audio_to_30s=not cfg.cut_encoder_positions, video_fps=ROI_FPS, char_level=cfg.char_level,
-        max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, loop_repeats=cfg.loop_repeats or None,
+        max_new_tokens=cfg.max_new_tokens, num_beams=cfg.num_beams, loop_repeats=cfg.decoding_loop_repeats,
         vocabulary=decode_words(spec),
         prompt_ids=list(run.targets.prompt), eos_token_id=int(run.targets.eot),
     )
