@@ -53,6 +53,10 @@ VARIANTS: dict[str, dict] = {
     "recipe_both": {"fusion_location": "both", "pt_video_ckpt": None, "video_encoder_ckpt": LIP},
     "recipe_router": {"fusion_location": "both", "soft_fusion_routing": True, "pt_video_ckpt": None,
                       "video_encoder_ckpt": LIP},
+    # the staged recipe (docs/GATING_AND_ROUTING.md): the router alone, on top of the trained recipe_both run
+    # (its fusion blocks, gates and video encoder frozen), so it cannot collapse by switching off untrained blocks
+    "recipe_router_staged": {"fusion_location": "both", "soft_fusion_routing": True, "router_train_only": True,
+                             "pt_video_ckpt": "RUN:recipe_both", "max_epochs": 4},
 }
 
 
@@ -152,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = {k: v for k, v in elsewhere[name].items() if k != "eval"}
             continue
         over = {k: (lip_ckpt if v == LIP else v) for k, v in VARIANTS[name].items()}
+        for k, v in over.items():  # "RUN:<variant>": the best checkpoint of that variant's finished run
+            if isinstance(v, str) and v.startswith("RUN:"):
+                base = results.get(v[4:]) or elsewhere.get(v[4:])
+                found = work / "weights" / "checkpoint" / base["train_id"] / "best.ckpt" if base else None
+                if found is None or not found.is_file():
+                    print(f"variant {name} starts from variant {v[4:]}: train it first (--variants {v[4:]} {name})",
+                          file=sys.stderr)
+                    return 2
+                over[k] = str(found)
         if name.startswith("recipe"):
             over.setdefault("pt_video_ckpt", lip_ckpt)  # what av-cli demo passes
         rec = GateRecorder()
