@@ -145,7 +145,7 @@ def test_workers_die_with_the_parent(tiny_corpus, tmp_path, sig):
     assert len(workers) >= 2, "the pool did not start"
     children = _children(proc.pid)  # the workers and the resource tracker: none may outlive the parent
     time.sleep(1.0)  # workers busy inside a block
-    # checked right before the signal: a `ps` call in between took long enough on loaded cores for the job to
+    # checked right before the signal: on loaded cores a `ps` call in between can last long enough for the job to
     # end first, and a finished job exits 0 whatever it is sent
     assert proc.poll() is None, "prepare finished before the signal: the test needs a longer job"
     if sig == signal.SIGINT:
