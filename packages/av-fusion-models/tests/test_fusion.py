@@ -168,6 +168,38 @@ def test_video_padding_changes_nothing(location, routing):
     assert torch.equal(g1, g2)
 
 
+@torch.no_grad()
+def test_clip_mean_norm_sees_what_moves_and_ignores_padding():
+    """video_clip_norm "mean": a still image added to every frame of a clip (another face, other lighting)
+    changes nothing; neither does the padding; the encoder's input is each frame minus its clip's mean frame."""
+    from av_fusion_models.video_frontend import encoder_frames
+
+    feats, ids, video = inputs(t_a=160, t_v=6)
+    feats, video = feats.double(), video.double()
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, 4:] = True  # sample 0 has 4 real frames
+    frames = encoder_frames(video, mask, "mean")
+    assert torch.allclose(frames[0, :4], video[0, :4] - video[0, :4].mean(0), atol=1e-12)
+    assert torch.allclose(frames[1], video[1] - video[1].mean(0), atol=1e-12)
+    assert torch.equal(frames[0, 4:], torch.zeros_like(frames[0, 4:]))
+    assert torch.equal(encoder_frames(video, mask, "none")[1], video[1])
+
+    still = torch.randn(2, 1, 88, 88, dtype=torch.float64) * 3
+    padded_garbage = video.clone()
+    padded_garbage[0, 4:] = 50.0
+    outputs = {}
+    for norm in ("mean", "none"):
+        model = av_model(fusion_location="decoder", video_clip_norm=norm).double()  # same weights for both
+        open_gates(model)
+        base = model(feats, ids, video=video, video_padding_mask=mask).logits
+        lit = model(feats, ids, video=video + still, video_padding_mask=mask).logits
+        assert (model(feats, ids, video=padded_garbage, video_padding_mask=mask).logits - base).abs().max() <= 1e-10
+        outputs[norm] = (lit - base).abs().max()
+    assert outputs["mean"] <= 1e-9 and outputs["none"] > 1e-3  # the still image only reaches the raw-frame model
+    with pytest.raises(ValueError, match="video_clip_norm"):
+        AVWhisperConfig(video_clip_norm="std")
+
+
 def reference_beam(logits_fn, prompt, n, k):
     """Beam search without eos and without a cache, one sample [1, P]."""
     beams = [(0.0, prompt[0])]

@@ -22,6 +22,8 @@ FUSION_LOCATIONS = ("none", "encoder", "decoder", "both")
 #                from the official fairseq checkpoints (`avhubert_checkpoint`).
 VIDEO_ENCODERS = ("resnet", "precomputed", "avhubert")
 AVHUBERT_SIZES = ("base", "large", "tiny")
+# what the video encoder sees of each clip (AVWhisperConfig.video_clip_norm)
+VIDEO_CLIP_NORMS = ("none", "mean")
 MODEL_TYPE = "av_whisper"
 
 
@@ -55,6 +57,10 @@ class AVWhisperConfig:
             dropped audio gets in audio-visual training, so a lip-reading checkpoint has exactly the
             audio-visual model's parameters and can initialise it. Needs video fusion.
         video_positional: add sinusoidal positions to the projected video features.
+        video_clip_norm: what the video encoder sees of each clip. `"none"`: the normalised frames.
+            `"mean"`: each frame minus the clip's mean frame over its valid frames, so the encoder sees
+            what moves (lips, jaw) and not what stays (the speaker's face, skin, lighting, a fixed
+            offset of the crop). Not applied to `"precomputed"` features.
         soft_fusion_routing: learn a per-sample FusionRouter that scales the encoder / decoder
             fusion. Forces fusion blocks in both encoder and decoder (whatever `fusion_location`
             says, except `"none"`, which is an error).
@@ -90,6 +96,7 @@ class AVWhisperConfig:
     xattn_gate_init: float = 0.0
     video_only: bool = False
     video_positional: bool = True
+    video_clip_norm: str = "none"
     soft_fusion_routing: bool = False
     routing_hidden_dim: int = 256
     routing_dropout: float = 0.1
@@ -118,6 +125,8 @@ class AVWhisperConfig:
             )
         if self.video_encoder not in VIDEO_ENCODERS:
             raise ValueError(f"video_encoder must be one of {VIDEO_ENCODERS}, got {self.video_encoder!r}")
+        if self.video_clip_norm not in VIDEO_CLIP_NORMS:
+            raise ValueError(f"video_clip_norm must be one of {VIDEO_CLIP_NORMS}, got {self.video_clip_norm!r}")
         if self.resnet_relu_type not in ("prelu", "relu"):
             raise ValueError(f"resnet_relu_type must be 'prelu' or 'relu', got {self.resnet_relu_type!r}")
         if self.resnet_width < 1:

@@ -50,7 +50,7 @@ from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoder
 from .gated_xattn import GatedCrossAttentionBlock
 from .generation import ModelStep, beam_search, check_constraint, greedy_search
 from .router import FusionRouter
-from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, sinusoidal_positions
+from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, encoder_frames, sinusoidal_positions
 
 CONFIG_NAME = "config.json"
 WHISPER_CONFIG_NAME = "whisper_config.json"
@@ -242,16 +242,14 @@ class AVWhisperForConditionalGeneration(nn.Module):
         if video_padding_mask is None:
             video_padding_mask = torch.zeros(bsz, t_v, dtype=torch.bool, device=video.device)
         video_padding_mask = video_padding_mask.to(device=video.device, dtype=torch.bool)
-        pad = video_padding_mask.view(bsz, t_v, *([1] * (video.dim() - 2)))
-        # Padding frames are zeroed before the front-end: its 3D conv zero-pads in time, so valid
-        # frames then see exactly what they would see without the padding.
-        video = video.to(self.dtype).masked_fill(pad, 0.0)
-        if self.video_encoder is None:
-            feats = video  # precomputed [B, T_v, video_dim]
-        elif isinstance(self.video_encoder, AVHubertVideoEncoder):
-            feats = self.video_encoder(video, video_padding_mask)  # its transformer masks the padding
-        else:
-            feats = self.video_encoder(video)  # [B, T_v, video_dim]
+        if self.video_encoder is None:  # precomputed features [B, T_v, video_dim]
+            feats = video.to(self.dtype).masked_fill(video_padding_mask[..., None], 0.0)
+        else:  # padding zeroed (the 3D conv zero-pads in time); the clip's mean frame removed if configured
+            frames = encoder_frames(video.to(self.dtype), video_padding_mask, self.config.video_clip_norm)
+            if isinstance(self.video_encoder, AVHubertVideoEncoder):
+                feats = self.video_encoder(frames, video_padding_mask)  # its transformer masks the padding
+            else:
+                feats = self.video_encoder(frames)  # [B, T_v, video_dim]
         projected = self.video_proj(feats)  # [B, T_v, D]
         projected = projected.masked_fill(video_padding_mask[..., None], 0.0)
         return projected, video_padding_mask

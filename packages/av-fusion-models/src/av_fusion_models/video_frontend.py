@@ -26,6 +26,28 @@ def sinusoidal_positions(positions: torch.Tensor, channels: int, max_timescale: 
     return torch.cat([scaled.sin(), scaled.cos()], dim=1)
 
 
+def encoder_frames(video: torch.Tensor, padding_mask: torch.Tensor, clip_norm: str = "none") -> torch.Tensor:
+    """The frames a video encoder sees (`AVWhisperConfig.video_clip_norm`); padding frames are zero.
+
+    Padding is zeroed because the 3D conv zero-pads in time: valid frames then see exactly what they would
+    see without the padding. ``"mean"`` subtracts each clip's mean frame over its valid frames only, so a
+    clip's input does not depend on how much padding its batch gave it.
+
+    Shapes:
+        video [B, T_v, H, W] float; padding_mask [B, T_v] bool, True = padding
+    Returns:
+        [B, T_v, H, W]
+    """
+    pad = padding_mask.view(*padding_mask.shape, *([1] * (video.dim() - 2)))  # [B, T_v, 1, 1]
+    video = video.masked_fill(pad, 0.0)
+    if clip_norm == "mean":
+        count = (~pad).sum(dim=1, keepdim=True).clamp_min(1).to(video.dtype)  # [B, 1, 1, 1] valid frames
+        video = (video - video.sum(dim=1, keepdim=True) / count).masked_fill(pad, 0.0)
+    elif clip_norm != "none":
+        raise ValueError(f"video_clip_norm must be 'none' or 'mean', got {clip_norm!r}")
+    return video
+
+
 def build_video_encoder(config: AVWhisperConfig) -> nn.Module | None:
     """The video front-end named by `config.video_encoder` (None: features come precomputed)."""
     if not config.uses_video or config.video_encoder == "precomputed":

@@ -90,6 +90,10 @@ class TrainingConfig:
     """Keep the video front-end fixed (weights and BatchNorm statistics)."""
     video_positional: bool = True
     """Add sinusoidal time positions (on Whisper's 50 Hz axis) to the projected video features."""
+    video_clip_norm: Literal["none", "mean"] = "none"
+    """What the video encoder sees of each clip: ``none`` (the normalised frames) or ``mean`` (each frame minus
+    the clip's mean frame: what moves, not the speaker's face and lighting). A run started from a lip reader
+    (``pt_video_ckpt``) must use the lip reader's setting."""
     xattn_heads: int | None = None
     """Heads of the gated cross-attention (default: Whisper's attention heads)."""
     pt_audio_ckpt: str | None = None
@@ -390,6 +394,7 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
         "video_encoder_ckpt",
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
+        "video_clip_norm",
     ]
     if not cfg.uses_video:
         for key in av_only:
@@ -491,6 +496,7 @@ def model_config(cfg: TrainingConfig):
         xattn_gate_init=cfg.gate_init,
         video_only=not cfg.uses_audio,
         video_positional=cfg.video_positional,
+        video_clip_norm=cfg.video_clip_norm,
         soft_fusion_routing=cfg.soft_fusion_routing,
         routing_hidden_dim=cfg.routing_hidden_dim,
         routing_dropout=cfg.routing_dropout,

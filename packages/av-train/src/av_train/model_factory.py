@@ -117,6 +117,20 @@ class _lora_of:
                 p.requires_grad_(True)
 
 
+def _same_clip_norm(ckpt: Path, ours: str) -> None:
+    """Weights trained on clip-mean-removed frames read raw frames wrongly (and the reverse): the run that
+    made ``ckpt`` says in its config.yaml which it saw (a checkpoint without one is taken as it comes)."""
+    import yaml
+
+    saved = ckpt.parent / "config.yaml"
+    if not saved.is_file():
+        return
+    theirs = (yaml.safe_load(saved.read_text()) or {}).get("video_clip_norm", "none")
+    if theirs != ours:
+        raise CheckpointError(f"pt_video_ckpt {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this "
+                              f"run has {ours}: set video_clip_norm: {theirs} so its video encoder sees what it learnt")
+
+
 def build_model(cfg: TrainingConfig):
     """-> (model, tokenizer, n_mels, names of parameters added around Whisper)."""
     whisper, tokenizer = load_whisper(cfg.model_name, cfg.local_model_only)
@@ -166,6 +180,7 @@ def build_model(cfg: TrainingConfig):
                 f"unexpected {result.unexpected_keys[:5]}. It must come from an audio-visual run with the same "
                 "Whisper, video encoder and fusion blocks."
             )
+        _same_clip_norm(Path(video_ckpt), cfg.video_clip_norm)
         log.info("initialised the audio-visual model from %s%s", video_ckpt,
                  f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else "")
 
