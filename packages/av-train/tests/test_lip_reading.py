@@ -114,6 +114,9 @@ def test_audio_visual_run_must_see_frames_as_its_lip_reader_did(prepared_tree, t
                                  video_clip_norm="mean"))
     assert av.config.video_clip_norm == "mean"
     assert torch.equal(av.video_encoder.frontend3d[0].weight, lip.video_encoder.frontend3d[0].weight)
+    with pytest.raises(CheckpointError, match="video_encoder_ckpt .*video_clip_norm: mean"):  # the encoder alone
+        build_model(_recipe("av_encoder_ua.yaml", prepared_tree, tiny_whisper_dir,
+                            video_encoder_ckpt=str(run / "best.ckpt")))
 
 
 def _train_set(tree, noise_type, prob=1.0, snr=(0.0, 0.0)):

@@ -117,7 +117,7 @@ class _lora_of:
                 p.requires_grad_(True)
 
 
-def _same_clip_norm(ckpt: Path, ours: str) -> None:
+def _same_clip_norm(key: str, ckpt: Path, ours: str) -> None:
     """Weights trained on clip-mean-removed frames read raw frames wrongly (and the reverse): the run that
     made ``ckpt`` says in its config.yaml which it saw (a checkpoint without one is taken as it comes)."""
     import yaml
@@ -125,10 +125,11 @@ def _same_clip_norm(ckpt: Path, ours: str) -> None:
     saved = ckpt.parent / "config.yaml"
     if not saved.is_file():
         return
-    theirs = (yaml.safe_load(saved.read_text()) or {}).get("video_clip_norm", "none")
+    run = yaml.safe_load(saved.read_text())
+    theirs = run.get("video_clip_norm", "none") if isinstance(run, dict) else ours
     if theirs != ours:
-        raise CheckpointError(f"pt_video_ckpt {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this "
-                              f"run has {ours}: set video_clip_norm: {theirs} so its video encoder sees what it learnt")
+        raise CheckpointError(f"{key} {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this run has "
+                              f"{ours}: set video_clip_norm: {theirs} so its video encoder sees what it learnt")
 
 
 def build_model(cfg: TrainingConfig):
@@ -166,7 +167,9 @@ def build_model(cfg: TrainingConfig):
     new_names = {n for n, p in model.named_parameters() if id(p) not in original}
     if cfg.video_encoder_ckpt and cfg.video_encoder == "resnet":
         # (AV-HuBERT's own checkpoint format is read by av_fusion_models when building the model.)
-        load_video_encoder_weights(model, cfg.resolve_seed_path(cfg.video_encoder_ckpt))
+        encoder_ckpt = cfg.resolve_seed_path(cfg.video_encoder_ckpt)
+        _same_clip_norm("video_encoder_ckpt", Path(encoder_ckpt), cfg.video_clip_norm)
+        load_video_encoder_weights(model, encoder_ckpt)
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
@@ -180,7 +183,7 @@ def build_model(cfg: TrainingConfig):
                 f"unexpected {result.unexpected_keys[:5]}. It must come from an audio-visual run with the same "
                 "Whisper, video encoder and fusion blocks."
             )
-        _same_clip_norm(Path(video_ckpt), cfg.video_clip_norm)
+        _same_clip_norm("pt_video_ckpt", Path(video_ckpt), cfg.video_clip_norm)
         log.info("initialised the audio-visual model from %s%s", video_ckpt,
                  f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else "")
 
