@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .avhubert import AVHubertVideoEncoder
-from .configuration import AVWhisperConfig
+from .configuration import VIDEO_CLIP_NORMS, AVWhisperConfig
 from .video_resnet import ResNetVideoEncoder
 
 # Whisper's encoder runs at 50 frames / s (100 mel frames / s, conv2 stride 2).
@@ -41,10 +41,13 @@ def encoder_frames(video: torch.Tensor, padding_mask: torch.Tensor, clip_norm: s
     pad = padding_mask.view(*padding_mask.shape, *([1] * (video.dim() - 2)))  # [B, T_v, 1, 1]
     video = video.masked_fill(pad, 0.0)
     if clip_norm == "mean":
-        count = (~pad).sum(dim=1, keepdim=True).clamp_min(1).to(video.dtype)  # [B, 1, 1, 1] valid frames
-        video = (video - video.sum(dim=1, keepdim=True) / count).masked_fill(pad, 0.0)
-    elif clip_norm != "none":
-        raise ValueError(f"video_clip_norm must be 'none' or 'mean', got {clip_norm!r}")
+        # summed in at least float32: a bf16 sum over a clip's frames would lose the mean's low bits
+        acc = torch.promote_types(video.dtype, torch.float32)
+        count = (~pad).sum(dim=1, keepdim=True).clamp_min(1).to(acc)  # [B, 1, 1, 1] valid frames
+        mean = (video.sum(dim=1, keepdim=True, dtype=acc) / count).to(video.dtype)  # [B, 1, H, W]
+        video = (video - mean).masked_fill(pad, 0.0)
+    elif clip_norm not in VIDEO_CLIP_NORMS:
+        raise ValueError(f"video_clip_norm must be one of {VIDEO_CLIP_NORMS}, got {clip_norm!r}")
     return video
 
 
