@@ -121,6 +121,19 @@ def test_audio_visual_run_must_see_frames_as_its_lip_reader_did(prepared_tree, t
                             video_encoder_ckpt=str(run / "best.ckpt"), video_clip_norm="none"))
 
 
+def test_a_broken_run_config_beside_a_lip_reader_is_named(tmp_path):
+    from av_train.checkpoints import CheckpointError
+    from av_train.model_factory import _same_clip_norm
+
+    (tmp_path / "config.yaml").write_text("video_clip_norm: [mean\n")
+    with pytest.raises(CheckpointError, match=r"config\.yaml is not valid YAML"):
+        _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "mean")
+    (tmp_path / "config.yaml").write_text("train_id: old_run\n")  # from before the option: raw frames
+    with pytest.raises(CheckpointError, match="trained with video_clip_norm: none"):
+        _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "mean")
+    _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "none")
+
+
 def _train_set(tree, noise_type, prob=1.0, snr=(0.0, 0.0)):
     from av_train.data.targets import TargetEncoder
     from av_fusion_models.ct2 import bundled_tiny_en_dir

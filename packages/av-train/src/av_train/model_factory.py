@@ -125,7 +125,11 @@ def _same_clip_norm(key: str, ckpt: Path, ours: str) -> None:
     saved = ckpt.parent / "config.yaml"
     if not saved.is_file():
         return
-    run = yaml.safe_load(saved.read_text())
+    try:
+        run = yaml.safe_load(saved.read_text())
+    except yaml.YAMLError as e:
+        raise CheckpointError(f"{key} {ckpt}: its run's {saved} is not valid YAML ({e}); it says which frames the "
+                              "video encoder learnt from: restore it, or move the checkpoint away from it") from None
     theirs = run.get("video_clip_norm", "none") if isinstance(run, dict) else ours
     if theirs != ours:
         raise CheckpointError(f"{key} {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this run has "
