@@ -519,6 +519,16 @@ def _check_model_options(cfg: TrainingConfig, source: str) -> None:
         raise ConfigError(f"{source}: {message}") from None
 
 
+def read_saved_config(path: Path) -> dict[str, Any] | None:
+    """The raw mapping of a run's saved config.yaml, unvalidated (a run from an older toolkit still reads);
+    None when the file is not a YAML mapping. The caller says what that means for its own job."""
+    try:
+        saved = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError:
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
 def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> TrainingConfig:
     """Read a YAML config; relative ``uaspeech_root``/``output_root`` stay relative to the CWD."""
     path = Path(path)

@@ -10,7 +10,7 @@ import torch
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, freezing
 from av_train.checkpoints import CheckpointError, load_state_dict_safely
-from av_train.config import ConfigError, TrainingConfig, model_config
+from av_train.config import ConfigError, TrainingConfig, model_config, read_saved_config
 
 log = logging.getLogger(__name__)
 
@@ -120,17 +120,14 @@ class _lora_of:
 def _same_clip_norm(key: str, ckpt: Path, ours: str) -> None:
     """Weights trained on clip-mean-removed frames read raw frames wrongly (and the reverse): the run that
     made ``ckpt`` says in its config.yaml which it saw (a checkpoint without one is taken as it comes)."""
-    import yaml
-
     saved = ckpt.parent / "config.yaml"
     if not saved.is_file():
         return
-    try:
-        run = yaml.safe_load(saved.read_text())
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{key} {ckpt}: its run's {saved} is not valid YAML ({e}); it says which frames the "
-                              "video encoder learnt from: restore it, or move the checkpoint away from it") from None
-    theirs = run.get("video_clip_norm", "none") if isinstance(run, dict) else ours
+    run = read_saved_config(saved)
+    if run is None:
+        raise CheckpointError(f"{key} {ckpt}: its run's {saved} is not valid YAML; it says which frames the video "
+                              "encoder learnt from: restore it, or move the checkpoint away from it")
+    theirs = run.get("video_clip_norm", "none")
     if theirs != ours:
         raise CheckpointError(f"{key} {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this run has "
                               f"{ours}: set video_clip_norm: {theirs} so its video encoder sees what it learnt")
@@ -177,6 +174,7 @@ def build_model(cfg: TrainingConfig):
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
+        _same_clip_norm("pt_video_ckpt", Path(video_ckpt), cfg.video_clip_norm)
         state = _strip(load_state_dict_safely(video_ckpt), "model.")
         with _lora_of(video_ckpt, state, model):
             result = model.load_state_dict(state, strict=False)
@@ -187,7 +185,6 @@ def build_model(cfg: TrainingConfig):
                 f"unexpected {result.unexpected_keys[:5]}. It must come from an audio-visual run with the same "
                 "Whisper, video encoder and fusion blocks."
             )
-        _same_clip_norm("pt_video_ckpt", Path(video_ckpt), cfg.video_clip_norm)
         log.info("initialised the audio-visual model from %s%s", video_ckpt,
                  f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else "")
 

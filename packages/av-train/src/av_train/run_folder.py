@@ -19,11 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from av_train.checkpoints import CheckpointError, verify_checkpoint
-from av_train.config import ConfigError, TrainingConfig
+from av_train.config import ConfigError, TrainingConfig, read_saved_config
 from uaspeech_prep.video_io import temp_path_for
 
 log = logging.getLogger(__name__)
@@ -76,11 +75,8 @@ def check_reuse(cfg: TrainingConfig) -> None:
     saved_file = folder / "config.yaml"
     if not has_ckpt or not saved_file.is_file():
         return
-    try:
-        saved = yaml.safe_load(saved_file.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError:
-        saved = None
-    if not isinstance(saved, dict):
+    saved = read_saved_config(saved_file)
+    if saved is None:
         raise RunFolderError(f"{saved_file} is unreadable, but {folder} holds checkpoints: choose another train_id, "
                              "or move the folder away to start afresh")
     diffs = config_differences(saved, cfg.to_dict())
