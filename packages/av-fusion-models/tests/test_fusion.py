@@ -200,6 +200,37 @@ def test_clip_mean_norm_sees_what_moves_and_ignores_padding():
         AVWhisperConfig(video_clip_norm="std")
 
 
+@torch.no_grad()
+def test_frame_size_averages_pixel_blocks_and_keeps_padding_out():
+    """video_frame_size 44 on 88-pixel frames: each output pixel is the mean of its 2 x 2 input block (area
+    averaging); padding frames stay zero and still do not reach the clip mean; the model reads the smaller
+    frames end to end, and a size below 8 pixels is refused."""
+    from av_fusion_models.video_frontend import encoder_frames
+
+    feats, ids, video = inputs(t_a=160, t_v=6)
+    video = video.double()
+    mask = torch.zeros(2, 6, dtype=torch.bool)
+    mask[0, 4:] = True
+    small = encoder_frames(video, mask, "none", frame_size=44)
+    assert small.shape == (2, 6, 44, 44)
+    by_hand = video.reshape(2, 6, 44, 2, 44, 2).mean(dim=(3, 5))
+    assert torch.allclose(small[1], by_hand[1], atol=1e-12) and torch.allclose(small[0, :4], by_hand[0, :4], atol=1e-12)
+    assert torch.equal(small[0, 4:], torch.zeros_like(small[0, 4:]))
+    centred = encoder_frames(video, mask, "mean", frame_size=44)
+    assert torch.allclose(centred[0, :4], by_hand[0, :4] - by_hand[0, :4].mean(0), atol=1e-12)
+    assert torch.equal(encoder_frames(video, mask, "none", frame_size=88), encoder_frames(video, mask, "none"))
+
+    model = av_model(fusion_location="decoder", video_frame_size=44).double()
+    open_gates(model)
+    seen = []
+    hook = model.video_encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape))
+    model(feats.double(), ids, video=video, video_padding_mask=mask)
+    hook.remove()
+    assert seen == [torch.Size([2, 6, 44, 44])]
+    with pytest.raises(ValueError, match="video_frame_size"):
+        AVWhisperConfig(video_frame_size=4)
+
+
 def reference_beam(logits_fn, prompt, n, k):
     """Beam search without eos and without a cache, one sample [1, P]."""
     beams = [(0.0, prompt[0])]

@@ -43,6 +43,11 @@ def test_ints_are_accepted_for_floats():
         ({"microphones": []}, "at least one channel"),
         ({"noise_snr_db": [20.0, 0.0]}, "noise_snr_db"),
         ({"loop_repeats": 1}, "'loop_repeats' must be 0 \\(off\\) or >= 2"),
+        ({"length_grouping": 4, "batch_seconds": 30.0}, "cannot be combined with batch_seconds"),
+        ({"length_grouping": 4, "speaker_weights": {"F02": 2.0}}, "cannot be combined with speaker_weights"),
+        ({"length_grouping": -1}, "'length_grouping' must be 0"),
+        ({"video_frame_size": 44}, "'video_frame_size' is an audio-visual option"),
+        ({"modality": "audio_visual", "video_frame_size": 4}, "video_frame_size must be >= 8 pixels"),
     ],
 )
 def test_contradictions_are_errors(options, message):

@@ -122,16 +122,27 @@ def test_audio_visual_run_must_see_frames_as_its_lip_reader_did(prepared_tree, t
 
 
 def test_a_broken_run_config_beside_a_lip_reader_is_named(tmp_path):
+    from types import SimpleNamespace
+
     from av_train.checkpoints import CheckpointError
-    from av_train.model_factory import _same_clip_norm
+    from av_train.model_factory import _same_video_input
+
+    def ours(norm="mean", size=None):
+        return SimpleNamespace(video_clip_norm=norm, video_frame_size=size)
 
     (tmp_path / "config.yaml").write_text("video_clip_norm: [mean\n")
     with pytest.raises(CheckpointError, match=r"config\.yaml is not valid YAML"):
-        _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "mean")
-    (tmp_path / "config.yaml").write_text("train_id: old_run\n")  # from before the option: raw frames
+        _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours())
+    (tmp_path / "config.yaml").write_text("train_id: old_run\n")  # from before the options: raw 88-pixel frames
     with pytest.raises(CheckpointError, match="trained with video_clip_norm: none"):
-        _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "mean")
-    _same_clip_norm("pt_video_ckpt", tmp_path / "best.ckpt", "none")
+        _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours())
+    with pytest.raises(CheckpointError, match=r"trained with video_frame_size: null .* this run has 44"):
+        _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours("none", 44))
+    _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours("none"))
+    (tmp_path / "config.yaml").write_text("video_clip_norm: mean\nvideo_frame_size: 44\n")
+    with pytest.raises(CheckpointError, match="set video_frame_size: 44"):
+        _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours("mean"))
+    _same_video_input("pt_video_ckpt", tmp_path / "best.ckpt", ours("mean", 44))
 
 
 def _train_set(tree, noise_type, prob=1.0, snr=(0.0, 0.0)):

@@ -36,6 +36,42 @@ def test_order_is_deterministic_per_seed_and_epoch_and_carries_the_epoch():
     assert _indices(RandomBatchSampler(50, 8, seed=4)) != first
 
 
+def test_length_grouping_sorts_pools_and_still_reshuffles():
+    """length_grouping: every clip once per epoch, the same number of batches as plain shuffling, each batch
+    a run of its pool sorted by duration (so the padding shrinks), and membership changes between epochs."""
+    import random
+
+    rng = random.Random(0)
+    durations = [rng.uniform(0.6, 3.2) for _ in range(203)]
+    plain, grouped = RandomBatchSampler(203, 16, seed=5), RandomBatchSampler(203, 16, seed=5, durations=durations,
+                                                                                group=4)
+    batches = _indices(grouped)
+    assert len(batches) == len(grouped) == len(plain) == 13
+    assert sorted(i for b in batches for i in b) == list(range(203))
+    assert sorted(map(len, batches)) == [11] + [16] * 12
+
+    # each pool of 4 x 16 clips of the shuffled order is sorted and cut: rebuild it by hand
+    import torch
+
+    gen = torch.Generator().manual_seed(5 * 100_003 + 0)
+    order = torch.randperm(203, generator=gen).tolist()
+    expected = []
+    for start in range(0, 203, 64):
+        members = sorted(order[start:start + 64], key=lambda i: durations[i])
+        expected += [members[k:k + 16] for k in range(0, len(members), 16)]
+    assert sorted(map(tuple, batches)) == sorted(map(tuple, expected))
+    assert batches != expected  # the batch order is shuffled too
+
+    def padding(bs):  # padded seconds / real seconds
+        return sum(max(durations[i] for i in b) * len(b) for b in bs) / sum(durations)
+
+    assert padding(batches) < 0.85 * padding(_indices(plain))
+    grouped.set_epoch(1)
+    assert {tuple(b) for b in _indices(grouped)}.isdisjoint(map(tuple, batches))
+    with pytest.raises(ValueError, match="one duration per clip"):
+        RandomBatchSampler(10, 2, durations=[1.0] * 9, group=2)
+
+
 def test_weighted_sampler_follows_weights():
     weights = [0.0] * 10 + [1.0] * 10
     s = WeightedBatchSampler(weights, batch_size=5, seed=0)
@@ -57,6 +93,7 @@ def test_lightning_epoch_hook_reaches_the_batch_sampler():
 
 @pytest.mark.parametrize("make", [
     lambda: RandomBatchSampler(10, 3, seed=2),                       # 4 batches
+    lambda: RandomBatchSampler(10, 3, seed=2, durations=[0.1 * i for i in range(10)], group=2),  # 4 batches
     lambda: WeightedBatchSampler([1.0] * 7, 2, seed=2),             # 4 batches
     lambda: DurationBatchSampler([0.5, 2.9, 1.0, 1.2, 0.7, 3.5, 1.1, 0.9], 4.0, seed=2),  # 4 batches
 ])

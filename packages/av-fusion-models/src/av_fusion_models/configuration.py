@@ -61,6 +61,10 @@ class AVWhisperConfig:
             `"mean"`: each frame minus the clip's mean frame over its valid frames, so the encoder sees
             what moves (lips, jaw) and not what stays (the speaker's face, skin, lighting, a fixed
             offset of the crop). Not applied to `"precomputed"` features.
+        video_frame_size: side, in pixels, the frames are resized to (area averaging) before the video
+            encoder; None keeps them as they come (88 x 88 lip ROIs). 44 costs the ResNet a quarter of
+            its work per frame; whether the lips are still read is for the data to say
+            (docs/LIP_READING.md). Not applied to `"precomputed"` features.
         soft_fusion_routing: learn a per-sample FusionRouter that scales the encoder / decoder
             fusion. Forces fusion blocks in both encoder and decoder (whatever `fusion_location`
             says, except `"none"`, which is an error).
@@ -97,6 +101,7 @@ class AVWhisperConfig:
     video_only: bool = False
     video_positional: bool = True
     video_clip_norm: str = "none"
+    video_frame_size: int | None = None
     soft_fusion_routing: bool = False
     routing_hidden_dim: int = 256
     routing_dropout: float = 0.1
@@ -127,6 +132,8 @@ class AVWhisperConfig:
             raise ValueError(f"video_encoder must be one of {VIDEO_ENCODERS}, got {self.video_encoder!r}")
         if self.video_clip_norm not in VIDEO_CLIP_NORMS:
             raise ValueError(f"video_clip_norm must be one of {VIDEO_CLIP_NORMS}, got {self.video_clip_norm!r}")
+        if self.video_frame_size is not None and self.video_frame_size < 8:
+            raise ValueError(f"video_frame_size must be >= 8 pixels (or None to keep the frames), got {self.video_frame_size}")
         if self.resnet_relu_type not in ("prelu", "relu"):
             raise ValueError(f"resnet_relu_type must be 'prelu' or 'relu', got {self.resnet_relu_type!r}")
         if self.resnet_width < 1:

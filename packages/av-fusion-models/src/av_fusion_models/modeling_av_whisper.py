@@ -244,8 +244,9 @@ class AVWhisperForConditionalGeneration(nn.Module):
         video_padding_mask = video_padding_mask.to(device=video.device, dtype=torch.bool)
         if self.video_encoder is None:  # precomputed features [B, T_v, video_dim]
             feats = video.to(self.dtype).masked_fill(video_padding_mask[..., None], 0.0)
-        else:  # padding zeroed (the 3D conv zero-pads in time); the clip's mean frame removed if configured
-            frames = encoder_frames(video.to(self.dtype), video_padding_mask, self.config.video_clip_norm)
+        else:  # padding zeroed (the 3D conv zero-pads in time); resized, the clip's mean frame removed if configured
+            frames = encoder_frames(video.to(self.dtype), video_padding_mask, self.config.video_clip_norm,
+                                    self.config.video_frame_size)
             if isinstance(self.video_encoder, AVHubertVideoEncoder):
                 feats = self.video_encoder(frames, video_padding_mask)  # its transformer masks the padding
             else:

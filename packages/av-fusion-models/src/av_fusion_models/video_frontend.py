@@ -7,6 +7,7 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .avhubert import AVHubertVideoEncoder
 from .configuration import VIDEO_CLIP_NORMS, AVWhisperConfig
@@ -26,20 +27,28 @@ def sinusoidal_positions(positions: torch.Tensor, channels: int, max_timescale: 
     return torch.cat([scaled.sin(), scaled.cos()], dim=1)
 
 
-def encoder_frames(video: torch.Tensor, padding_mask: torch.Tensor, clip_norm: str = "none") -> torch.Tensor:
-    """The frames a video encoder sees (`AVWhisperConfig.video_clip_norm`); padding frames are zero.
+def encoder_frames(
+    video: torch.Tensor, padding_mask: torch.Tensor, clip_norm: str = "none", frame_size: int | None = None
+) -> torch.Tensor:
+    """The frames a video encoder sees (`AVWhisperConfig.video_clip_norm`, `.video_frame_size`); padding
+    frames are zero.
 
     Padding is zeroed because the 3D conv zero-pads in time: valid frames then see exactly what they would
-    see without the padding. ``"mean"`` subtracts each clip's mean frame over its valid frames only, so a
-    clip's input does not depend on how much padding its batch gave it.
+    see without the padding. ``frame_size`` resizes every frame to that side by area averaging (each output
+    pixel is the mean of the input pixels it covers: a 2x reduction is a 2 x 2 average). ``"mean"``
+    subtracts each clip's mean frame over its valid frames only, so a clip's input does not depend on how
+    much padding its batch gave it.
 
     Shapes:
         video [B, T_v, H, W] float; padding_mask [B, T_v] bool, True = padding
     Returns:
-        [B, T_v, H, W]
+        [B, T_v, H', W'] (H' = W' = frame_size, or H, W when None)
     """
     pad = padding_mask.view(*padding_mask.shape, *([1] * (video.dim() - 2)))  # [B, T_v, 1, 1]
     video = video.masked_fill(pad, 0.0)
+    if frame_size is not None and tuple(video.shape[-2:]) != (frame_size, frame_size):
+        # the time axis rides as channels: each frame is resized on its own
+        video = F.interpolate(video, size=(frame_size, frame_size), mode="area")
     if clip_norm == "mean":
         # summed in at least float32: a bf16 sum over a clip's frames would lose the mean's low bits
         acc = torch.promote_types(video.dtype, torch.float32)

@@ -94,6 +94,9 @@ class TrainingConfig:
     """What the video encoder sees of each clip: ``none`` (the normalised frames) or ``mean`` (each frame minus
     the clip's mean frame: what moves, not the speaker's face and lighting). A run started from a lip reader
     (``pt_video_ckpt``) must use the lip reader's setting."""
+    video_frame_size: int | None = None
+    """Resize the video frames to this side (area averaging) before the video encoder; null keeps the 88 x 88
+    ROI. 44 quarters the ResNet's work per frame. A run started from a lip reader must use its setting."""
     xattn_heads: int | None = None
     """Heads of the gated cross-attention (default: Whisper's attention heads)."""
     pt_audio_ckpt: str | None = None
@@ -153,6 +156,11 @@ class TrainingConfig:
     devices x num_nodes x accumulate_grad_batches."""
     batch_seconds: float | None = None
     """Duration budget per batch in padded seconds (batch size then varies); overrides batch_size."""
+    length_grouping: int = 0
+    """With ``batch_size``: each epoch, shuffle the clips, sort each run of ``length_grouping`` x batch_size of
+    them by duration and cut it into batches (batch order shuffled). Batches then hold clips of similar length,
+    so less of each is padding (UASpeech words: 1.7x the audio without, 1.14x with 8), while their membership
+    still changes every epoch. 0: plain shuffled batches."""
     max_epochs: int = 20
     """Upper bound on training epochs (early stopping may end sooner)."""
     max_steps: int = -1
@@ -394,7 +402,7 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
         "video_encoder_ckpt",
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
-        "video_clip_norm",
+        "video_clip_norm", "video_frame_size",
     ]
     if not cfg.uses_video:
         for key in av_only:
@@ -447,6 +455,13 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'batch_size' must be >= 1")
     if cfg.batch_seconds is not None and cfg.batch_seconds <= 0:
         raise ConfigError(f"{source}: 'batch_seconds' must be > 0")
+    if cfg.length_grouping < 0:
+        raise ConfigError(f"{source}: 'length_grouping' must be 0 (off) or a number of batches >= 1")
+    if cfg.length_grouping and (cfg.batch_seconds is not None or cfg.speaker_weights):
+        other = "batch_seconds (which already groups clips by duration)" if cfg.batch_seconds is not None \
+            else "speaker_weights (whose batches are drawn with replacement)"
+        raise ConfigError(f"{source}: 'length_grouping' groups the batches of batch_size; it cannot be combined "
+                          f"with {other}. Remove one of the two.")
     if not cfg.uaspeech_root:
         raise ConfigError(f"{source}: 'uaspeech_root' is required: the prepared corpus folder with manifest.jsonl")
     if cfg.precision not in PRECISIONS:
@@ -497,6 +512,7 @@ def model_config(cfg: TrainingConfig):
         video_only=not cfg.uses_audio,
         video_positional=cfg.video_positional,
         video_clip_norm=cfg.video_clip_norm,
+        video_frame_size=cfg.video_frame_size,
         soft_fusion_routing=cfg.soft_fusion_routing,
         routing_hidden_dim=cfg.routing_hidden_dim,
         routing_dropout=cfg.routing_dropout,

@@ -117,9 +117,10 @@ class _lora_of:
                 p.requires_grad_(True)
 
 
-def _same_clip_norm(key: str, ckpt: Path, ours: str) -> None:
-    """Weights trained on clip-mean-removed frames read raw frames wrongly (and the reverse): the run that
-    made ``ckpt`` says in its config.yaml which it saw (a checkpoint without one is taken as it comes)."""
+def _same_video_input(key: str, ckpt: Path, cfg: TrainingConfig) -> None:
+    """Weights trained on clip-mean-removed frames read raw frames wrongly (and the reverse), and weights
+    trained on 44-pixel frames read 88-pixel ones wrongly: the run that made ``ckpt`` says in its config.yaml
+    what its video encoder saw (a checkpoint without one is taken as it comes)."""
     saved = ckpt.parent / "config.yaml"
     if not saved.is_file():
         return
@@ -127,10 +128,13 @@ def _same_clip_norm(key: str, ckpt: Path, ours: str) -> None:
     if run is None:
         raise CheckpointError(f"{key} {ckpt}: its run's {saved} is not valid YAML; it says which frames the video "
                               "encoder learnt from: restore it, or move the checkpoint away from it")
-    theirs = run.get("video_clip_norm", "none")
-    if theirs != ours:
-        raise CheckpointError(f"{key} {ckpt} was trained with video_clip_norm: {theirs} ({saved}), this run has "
-                              f"{ours}: set video_clip_norm: {theirs} so its video encoder sees what it learnt")
+    for option, default in (("video_clip_norm", "none"), ("video_frame_size", None)):
+        theirs, ours = run.get(option, default), getattr(cfg, option)
+        if theirs != ours:
+            shown = "null" if theirs is None else theirs
+            raise CheckpointError(f"{key} {ckpt} was trained with {option}: {shown} ({saved}), this run has "
+                                  f"{'null' if ours is None else ours}: set {option}: {shown} so its video "
+                                  "encoder sees what it learnt")
 
 
 def build_model(cfg: TrainingConfig):
@@ -169,12 +173,12 @@ def build_model(cfg: TrainingConfig):
     if cfg.video_encoder_ckpt and cfg.video_encoder == "resnet":
         # (AV-HuBERT's own checkpoint format is read by av_fusion_models when building the model.)
         encoder_ckpt = cfg.resolve_seed_path(cfg.video_encoder_ckpt)
-        _same_clip_norm("video_encoder_ckpt", Path(encoder_ckpt), cfg.video_clip_norm)
+        _same_video_input("video_encoder_ckpt", Path(encoder_ckpt), cfg)
         load_video_encoder_weights(model, encoder_ckpt)
 
     video_ckpt = cfg.resolve_seed_path(cfg.pt_video_ckpt)
     if video_ckpt:
-        _same_clip_norm("pt_video_ckpt", Path(video_ckpt), cfg.video_clip_norm)
+        _same_video_input("pt_video_ckpt", Path(video_ckpt), cfg)
         state = _strip(load_state_dict_safely(video_ckpt), "model.")
         with _lora_of(video_ckpt, state, model):
             result = model.load_state_dict(state, strict=False)

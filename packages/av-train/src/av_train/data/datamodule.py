@@ -88,7 +88,9 @@ class UASpeechDataModule(L.LightningDataModule):
                 [s.duration_s for s in ds.samples], cfg.batch_seconds, shuffle=True, seed=cfg.seed
             )
         else:
-            sampler = RandomBatchSampler(len(ds), cfg.batch_size, seed=cfg.seed)
+            durations = [s.duration_s for s in ds.samples] if cfg.length_grouping else None
+            sampler = RandomBatchSampler(len(ds), cfg.batch_size, seed=cfg.seed, durations=durations,
+                                         group=cfg.length_grouping)
         return sampler.shard(*self._shard())
 
     def train_dataloader(self) -> DataLoader:

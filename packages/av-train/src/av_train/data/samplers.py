@@ -68,15 +68,35 @@ class _EpochBatchSampler(Sampler[list[tuple[int, int]]]):
 
 
 class RandomBatchSampler(_EpochBatchSampler):
-    """Shuffled fixed-size batches (the last one may be smaller)."""
+    """Shuffled fixed-size batches (the last one may be smaller).
 
-    def __init__(self, n: int, batch_size: int, seed: int = 0):
+    With ``durations`` and ``group`` > 0 (the ``length_grouping`` option): each epoch's shuffled order is cut
+    into pools of ``group`` x ``batch_size`` clips, each pool is sorted by duration and cut into batches, and
+    the batch order is shuffled. Batches hold clips of similar length (less padding) and still change
+    membership every epoch; the number of batches is the same as without grouping (every pool but the last
+    is a whole number of batches).
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, durations: Sequence[float] | None = None,
+                 group: int = 0):
         super().__init__(seed)
         self.n, self.batch_size = n, batch_size
+        if group and (durations is None or len(durations) != n):
+            raise ValueError("length grouping needs one duration per clip")
+        self.durations, self.group = (list(durations) if group else None), group
 
     def _batches(self) -> list[list[int]]:
-        order = torch.randperm(self.n, generator=self._generator()).tolist()
-        return [order[k : k + self.batch_size] for k in range(0, self.n, self.batch_size)]
+        gen = self._generator()
+        order = torch.randperm(self.n, generator=gen).tolist()
+        if not self.group:
+            return [order[k : k + self.batch_size] for k in range(0, self.n, self.batch_size)]
+        durations, pool = self.durations, self.group * self.batch_size
+        batches = []
+        for start in range(0, self.n, pool):
+            # sorted by duration; ties keep the shuffled order (sort is stable)
+            members = sorted(order[start : start + pool], key=lambda i: durations[i])
+            batches += [members[k : k + self.batch_size] for k in range(0, len(members), self.batch_size)]
+        return [batches[k] for k in torch.randperm(len(batches), generator=gen).tolist()]
 
     def _num_batches(self) -> int:
         return (self.n + self.batch_size - 1) // self.batch_size
