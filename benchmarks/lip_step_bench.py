@@ -9,7 +9,9 @@ the way they were computed before, in the same run on the same batch:
 2. Whisper's encoder on the silence a lip reader hears: once per row, against once per batch and repeated
    (`AVWhisperForConditionalGeneration.encoder_states`).
 
-Then the whole step (forward, label-smoothed loss, backward, AdamW) with both old paths against both new ones.
+Then the whole step (forward, label-smoothed loss, backward, AdamW) with both old paths against both new ones,
+and the whole step on the 88-pixel ROI frames against the same frames resized to 44 pixels inside the model
+(`video_frame_size: 44`, the demo's setting since 2026-12-06).
 Model: the real Whisper tiny.en (converted offline from the bundled CTranslate2 weights). Prints a table of
 seconds and ratios (old / new); writes results.json and results.md to --out
 (default benchmarks/results/lip_step).
@@ -101,10 +103,22 @@ def main(argv: list[str] | None = None) -> int:
                 model.__dict__.pop("encoder_states", None)
         return run
 
+    def frame_size_step(size):
+        def run():
+            model.config.video_frame_size = size
+            try:
+                whole_step(False)()
+            finally:
+                model.config.video_frame_size = None
+        return run
+
     rows = [
         ("video stem forward + weight gradient", timeit(stem_step(True), args.reps), timeit(stem_step(False), args.reps)),
         ("Whisper encoder on the lip reader's silence", timeit(encoder_rows, args.reps), timeit(encoder_once, args.reps)),
         ("whole lip-reading training step", timeit(whole_step(True), args.reps), timeit(whole_step(False), args.reps)),
+        # the same step with the frames resized to 44 x 44 inside the model (the demo's video_frame_size)
+        ("whole step, 88-px frames -> video_frame_size 44", timeit(frame_size_step(None), args.reps),
+         timeit(frame_size_step(44), args.reps)),
     ]
     threads = torch.get_num_threads()
     lines = [f"# Lip-reading training step, CPU ({threads} threads), batch {args.batch} x {args.frames} frames, "
