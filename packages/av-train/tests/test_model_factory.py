@@ -39,3 +39,22 @@ def test_router_train_only_freezes_all_but_the_router_and_fixes_batchnorm(prepar
     model.train()
     assert not model.video_encoder.training  # BatchNorm statistics stay as loaded
     assert model.router.training
+
+
+def test_frozen_token_embeddings_keep_every_output_vector_and_train_the_rest(prepared_tree, tiny_whisper_dir):
+    """freeze_token_embeddings: the embedding table, and the output projection tied to it, stay exactly as
+    loaded through a training step; the rest of Whisper trains."""
+    cfg = from_dict({"uaspeech_root": str(prepared_tree), "model_name": str(tiny_whisper_dir),
+                     "local_model_only": True, "modality": "audio", "freeze_token_embeddings": True})
+    model, *_ = build_model(cfg)
+    table = model.whisper.get_input_embeddings().weight
+    assert model.whisper.proj_out.weight is table and not table.requires_grad
+    before = table.detach().clone()
+    conv = model.whisper.model.encoder.conv1.weight.detach().clone()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    n_mels = model.whisper.config.num_mel_bins
+    labels = torch.randint(3, table.shape[0], (2, 4))
+    model(torch.randn(2, n_mels, 40), labels=labels).loss.backward()
+    opt.step()
+    assert torch.equal(table, before) and table.grad is None
+    assert not torch.equal(model.whisper.model.encoder.conv1.weight, conv)

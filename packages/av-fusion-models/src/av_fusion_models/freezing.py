@@ -33,6 +33,14 @@ def freeze_whisper(model):
     return model
 
 
+def freeze_token_embeddings(model):
+    """Freeze the decoder's token embedding table. Whisper ties its output projection to it, so the output
+    vector of every token stays Whisper's too: a fine-tune on a few words cannot move the rest of the
+    vocabulary, and the [vocab, d_model] table (half of tiny's weights) needs no gradient or optimiser state."""
+    model.whisper.get_input_embeddings().weight.requires_grad_(False)
+    return model
+
+
 def unfreeze_mlp_layers(model, encoder: bool = True, decoder: bool = True):
     """Make the feed-forward (fc1, fc2) weights of Whisper's encoder and/or decoder layers trainable."""
     for name, p in _whisper_own_parameters(model):

@@ -198,6 +198,8 @@ def build_model(cfg: TrainingConfig):
         n = add_lora(model, cfg.lora_rank, cfg.lora_alpha, cfg.lora_dropout, cfg.lora_targets)
         log.info("LoRA: rank %s, alpha %s on %s Whisper layers (%s)", cfg.lora_rank, f"{cfg.lora_alpha:g}", n,
                  cfg.lora_targets)
+    if cfg.freeze_token_embeddings:
+        freezing.freeze_token_embeddings(model)
     if cfg.freeze_whisper:
         freezing.freeze_whisper(model)
         if cfg.unfreeze_mlp_layers:
