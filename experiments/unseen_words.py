@@ -12,12 +12,14 @@ UASpeech's closed word list (449 distinct words of the 455-entry list).
 
 Variants (``--variants``; each is the study's base config plus the keys shown in the table it prints):
 zero_shot (Whisper as downloaded), full fine-tunes at two learning rates, feed-forward layers only,
-LoRA on the attention projections and on attention + feed-forward layers, and word-level instead of
-character-level targets.
+LoRA on the attention projections and on attention + feed-forward layers, word-level instead of
+character-level targets, and the demo's lip reader and audio-visual model (``lips_chars``, ``av_chars``: the
+recipes of configs/demo_lip.yaml and demo_av.yaml on this corpus, started from ``full_lr1e-4``).
 
 Without ``--prepared`` the corpus is the synthetic ``full`` size (all 255 words per block, so B2 holds the 100
 unseen uncommon words, real English words spoken by the same espeak voices) for ``--speakers`` (default one per
-intelligibility level), microphone M5, audio only (no lip ROIs: this study is about the audio path). Everything
+intelligibility level), microphone M5; lip ROIs are made only when a lip-reading or audio-visual variant
+is asked for. Everything
 is resumable: a finished variant's scores are kept in ``<workdir>/variants/<name>.json`` and not redone;
 ``--redecode`` decodes finished variants again from their best.ckpt (after a change to decoding, such as the cut
 of decoding loops, ``loop_repeats``), without training them again.
@@ -55,7 +57,15 @@ VARIANTS: dict[str, dict] = {
                           "learning_rate": 1.0e-3},
     "word_full_lr1e-5": {"char_level": False, "learning_rate": 1.0e-5},
     "word_full_lr1e-4": {"char_level": False},
+    # The demo's lip-reading and audio-visual recipes (configs/demo_lip.yaml, demo_av.yaml: docs/LIP_READING.md),
+    # started from full_lr1e-4 (character targets, as those recipes use) and the lip reader: "_recipe" is the
+    # config whose training keys the variant takes, "_from" names the variants whose best.ckpt it starts from.
+    "lips_chars": {"_recipe": "demo_lip.yaml", "_from": {"pt_audio_ckpt": "full_lr1e-4"}},
+    "av_chars": {"_recipe": "demo_av.yaml", "_from": {"pt_audio_ckpt": "full_lr1e-4", "pt_video_ckpt": "lips_chars"}},
 }
+# what the study itself fixes, whatever a "_recipe" says: the budget, the decoding length, the run's identity
+STUDY_KEYS = ("train_name", "max_new_tokens", "num_workers", "progress_bar", "local_model_only")
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_SPEAKERS = ("M12", "M16", "F04", "F05")  # very_low, low, mid, high
 
 
@@ -68,7 +78,9 @@ def ensure_model(model: str, work: Path) -> str:
     return str(ensure_bundled_tiny_en(work / "models" / "whisper-tiny.en"))
 
 
-def ensure_corpus(work: Path, speakers: list[str], seed: int) -> Path:
+def ensure_corpus(work: Path, speakers: list[str], seed: int, roi: bool = False) -> Path:
+    """The synthetic full-size corpus, prepared; with ``roi`` also the lip ROIs (added to an audio-only
+    preparation: prepare resumes and keeps what is done)."""
     from uaspeech_prep.cli import main as prep_main
 
     release, prepared = work / "corpus_release", work / "corpus"
@@ -79,12 +91,34 @@ def ensure_corpus(work: Path, speakers: list[str], seed: int) -> Path:
         if rc:
             raise SystemExit(rc)
         marker.write_text("ok\n")
-    if not (prepared / "manifest.jsonl").is_file():
-        rc = prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--skip-roi", "--quiet",
-                        "--workers", "2"])
+    roi_marker = work / ".roi.done"
+    if not (prepared / "manifest.jsonl").is_file() or (roi and not roi_marker.is_file()):
+        rc = prep_main(["prepare", "--source", str(release), "--output", str(prepared), "--quiet", "--workers", "2",
+                        *([] if roi else ["--skip-roi"])])
         if rc:
             raise SystemExit(rc)
+        if roi:
+            roi_marker.write_text("ok\n")
     return prepared
+
+
+def variant_options(name: str, work: Path) -> dict:
+    """The keys a variant adds to the study's base: its own, or its ``_recipe`` config's training keys, with the
+    checkpoints of the variants it starts from (``_from``), which must be finished."""
+    import yaml
+
+    spec = VARIANTS[name]
+    options = {k: v for k, v in spec.items() if not k.startswith("_")}
+    if "_recipe" in spec:
+        recipe = yaml.safe_load((CONFIGS / spec["_recipe"]).read_text())
+        options = {**{k: v for k, v in recipe.items() if k not in (*STUDY_KEYS, "train_id", "max_epochs")}, **options}
+    for key, source in spec.get("_from", {}).items():
+        ckpt = work / "weights" / "checkpoint" / source / "best.ckpt"
+        if not ckpt.is_file():
+            raise SystemExit(f"{name} starts from {source} ({key}), which has no {ckpt}: run --variants {source} "
+                             f"first (or together, before {name})")
+        options[key] = str(ckpt)
+    return options
 
 
 def spoken_digits(text: str) -> str:
@@ -236,13 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     model = ensure_model(args.model, work)
-    prepared = args.prepared.resolve() if args.prepared else ensure_corpus(work, args.speakers, args.seed)
+    wants_video = any("_recipe" in VARIANTS[name] for name in args.variants)
+    prepared = args.prepared.resolve() if args.prepared else ensure_corpus(work, args.speakers, args.seed, wants_video)
     records = []
     for name in args.variants:
         done = work / "variants" / f"{name}.json"
-        cfg = from_dict({**BASE, "uaspeech_root": str(prepared), "model_name": model, "output_root": str(work),
-                         "speakers": args.speakers, "train_id": name, "max_epochs": args.epochs, "seed": args.seed,
-                         **VARIANTS[name]})
+        options = variant_options(name, work) if not (done.is_file() and not args.redecode) else {}
+        cfg = from_dict({**BASE, **options, **{k: BASE[k] for k in STUDY_KEYS}, "uaspeech_root": str(prepared),
+                         "model_name": model, "output_root": str(work), "speakers": args.speakers, "train_id": name,
+                         "max_epochs": args.epochs, "seed": args.seed})
         if done.is_file() and args.redecode and not args.report_only:
             print(f"=== {name}: decoded again", flush=True)
             rec = run_variant(name, cfg, work, train_s=json.loads(done.read_text())["train_s"])
@@ -252,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.report_only:
             continue
         else:
-            print(f"=== {name}: {VARIANTS[name] or 'base recipe'}", flush=True)
+            print(f"=== {name}: {options or 'base recipe'}", flush=True)
             rec = run_variant(name, cfg, work)
         rec = rescore(rec, work, cfg)
         done.parent.mkdir(parents=True, exist_ok=True)
