@@ -270,12 +270,15 @@ def main(argv: list[str] | None = None) -> int:
     work = args.workdir.resolve()
     work.mkdir(parents=True, exist_ok=True)
     model = ensure_model(args.model, work)
-    wants_video = any("_recipe" in VARIANTS[name] for name in args.variants)
+    # ROIs only for a lip-reading or audio-visual variant that will train (a report reads saved scores)
+    wants_video = not args.report_only and any("_recipe" in VARIANTS[name] for name in args.variants)
     prepared = args.prepared.resolve() if args.prepared else ensure_corpus(work, args.speakers, args.seed, wants_video)
     records = []
     for name in args.variants:
         done = work / "variants" / f"{name}.json"
-        options = variant_options(name, work) if not (done.is_file() and not args.redecode) else {}
+        # a variant's starting checkpoints are looked up only when it trains or decodes again
+        trains_or_decodes = not args.report_only and (args.redecode or not done.is_file())
+        options = variant_options(name, work) if trains_or_decodes else {}
         cfg = from_dict({**BASE, **options, **{k: BASE[k] for k in STUDY_KEYS}, "uaspeech_root": str(prepared),
                          "model_name": model, "output_root": str(work), "speakers": args.speakers, "train_id": name,
                          "max_epochs": args.epochs, "seed": args.seed})

@@ -108,7 +108,7 @@ class TrainingConfig:
     freeze_token_embeddings: bool = False
     """Keep Whisper's token embedding fixed, and with it the output projection tied to it: the vocabulary's
     output vectors stay Whisper's (a fine-tune on 455 words cannot move the others) and the 51,864 x d_model
-    table gets no gradient or AdamW update (a Whisper tiny step on CPU 18 % faster, docs/LIP_READING.md 4g)."""
+    table gets no gradient or AdamW update (a cheaper step; docs/LIP_READING.md 4g)."""
     unfreeze_mlp_layers: bool = False
     """With freeze_whisper: also train the encoder and decoder feed-forward layers (fc1, fc2)."""
     finetune: Literal["full", "lora"] = "full"
