@@ -327,6 +327,34 @@ def test_loss_and_label_smoothing():
     assert model(feats, labels=ids).logits.shape == (2, 5, 96)
 
 
+
+def test_loss_without_logits_projects_only_labelled_positions_with_the_same_loss_and_gradients():
+    """Training's path (return_logits=False) gives the full path's loss and gradients: padding adds nothing."""
+    feats, ids, video = inputs(t_a=120)
+    labels = ids.clone()
+    labels[0, 3:] = -100  # a short word padded to the batch's longest
+    results = []
+    for return_logits in (True, False):
+        torch.manual_seed(0)
+        model = av_model(fusion_location="decoder")
+        open_gates(model)
+        out = model(feats, ids, labels=labels, video=video, label_smoothing=0.1, return_logits=return_logits)
+        out.loss.backward()
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        results.append((out, grads))
+    (full, full_grads), (kept, kept_grads) = results
+    assert full.logits.shape == (2, 5, 96) and kept.logits is None
+    assert torch.allclose(full.loss, kept.loss, atol=1e-6)
+    assert full_grads.keys() == kept_grads.keys() and len(full_grads) > 10
+    for name, grad in full_grads.items():
+        assert torch.allclose(grad, kept_grads[name], atol=1e-6), name
+    # the projection really saw fewer rows: the 8 labelled positions of 10
+    seen = []
+    hook = model.whisper.proj_out.register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    model(feats, ids, labels=labels, video=video, return_logits=False)
+    hook.remove()
+    assert seen == [(8, 96)]
+
 def test_gradient_checkpointing_same_gradients():
     feats, ids, video = inputs(t_a=100, t_v=4)
     grads = []

@@ -60,7 +60,7 @@ WEIGHTS_NAME = "model.safetensors"
 class AVWhisperOutput(ModelOutput):
     """
     loss: mean token cross-entropy over labels != -100 (when labels are given)
-    logits: [B, L, vocab]
+    logits: [B, L, vocab] (None with return_logits=False)
     route_probs: [B, 3] P(encoder only), P(decoder only), P(both) (soft routing with video only)
     route_logits: [B, 3]
     encoder_scale, decoder_scale: [B] per-sample fusion scales (soft routing only)
@@ -99,13 +99,9 @@ class AVWhisperForConditionalGeneration(nn.Module):
         self.router = None
         if config.soft_fusion_routing:
             self.router = FusionRouter(
-                n_mels=wcfg.num_mel_bins,
-                video_dim=d_model,
-                hidden_dim=config.routing_hidden_dim,
-                dropout=config.routing_dropout,
-                use_level=config.routing_use_level,
-                num_levels=config.num_levels,
-                level_embed_dim=config.level_embed_dim,
+                n_mels=wcfg.num_mel_bins, video_dim=d_model, hidden_dim=config.routing_hidden_dim,
+                dropout=config.routing_dropout, use_level=config.routing_use_level,
+                num_levels=config.num_levels, level_embed_dim=config.level_embed_dim,
             )
         self._wrap_layers()
 
@@ -413,6 +409,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
         input_lengths: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         use_cache: bool = False,
+        return_logits: bool = True,
     ) -> AVWhisperOutput:
         """
         Shapes:
@@ -425,6 +422,7 @@ class AVWhisperForConditionalGeneration(nn.Module):
             levels             [B] long (routing_use_level only)
             input_lengths      [B] long valid mel frames; only used to exclude padding from the router's
                                audio statistics (without it they include the batch padding)
+            return_logits      False: the loss only (logits None), projecting only the labelled positions
         Returns:
             AVWhisperOutput (loss, logits [B, L, vocab], route_probs [B, 3], encoder_scale [B], decoder_scale [B], ...)
         """
@@ -439,19 +437,19 @@ class AVWhisperForConditionalGeneration(nn.Module):
         hidden, cache = self.decode(
             decoder_input_ids, encoder_hidden, dec_kwargs, decoder_attention_mask, use_cache=use_cache
         )
-        logits = self.whisper.proj_out(hidden)  # [B, L, vocab]
+        # Without return_logits only the positions that carry a label are projected (padding is about 40 % of a
+        # batch of isolated words); cross_entropy averages over exactly these positions either way.
+        keep = None if labels is None or return_logits else labels.to(hidden.device) != -100
+        logits = self.whisper.proj_out(hidden if keep is None else hidden[keep])  # [B, L, vocab] or [N, vocab]
         loss = None
         if labels is not None:
-            loss = F.cross_entropy(
-                logits.float().reshape(-1, logits.shape[-1]),
-                labels.to(logits.device).reshape(-1),
-                ignore_index=-100,
-                label_smoothing=label_smoothing,
-            )
+            target = labels.to(logits.device) if keep is None else labels.to(logits.device)[keep]
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                   ignore_index=-100, label_smoothing=label_smoothing)
         route = fusion.route
         return AVWhisperOutput(
             loss=loss,
-            logits=logits,
+            logits=logits if keep is None else None,
             route_probs=None if route is None else route.route_probs,
             route_logits=None if route is None else route.logits,
             encoder_scale=None if route is None else route.encoder_scale,

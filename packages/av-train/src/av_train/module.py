@@ -60,16 +60,17 @@ class AVSRModule(L.LightningModule):
         self.constraint = constraint_for(targets.tokenizer, decode_words(cfg.decode_vocabulary), cfg.char_level)
 
     # --- forward ---------------------------------------------------------------------------------
-    def forward(self, batch: dict, label_smoothing: float = 0.0):
+    def forward(self, batch: dict, label_smoothing: float = 0.0, return_logits: bool = True):
         return self.model(
             **model_inputs(batch, self.cfg), decoder_input_ids=batch["decoder_input_ids"], labels=batch["labels"],
-            label_smoothing=label_smoothing,
+            label_smoothing=label_smoothing, return_logits=return_logits,
         )
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self.spec_augment is not None:
             batch = {**batch, "input_features": self.spec_augment(batch["input_features"])}
-        out = self(batch, label_smoothing=self.cfg.label_smoothing)
+        # the loss only: the vocabulary projection skips the batch's padded label positions
+        out = self(batch, label_smoothing=self.cfg.label_smoothing, return_logits=False)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["meta"]))
         return out.loss
 
