@@ -184,6 +184,30 @@ def test_babble_training_noise_is_other_training_speech_at_the_snr(prepared_tree
     assert not np.array_equal(noisy, ds._add_noise(index, clean, epoch=1))
 
 
+def test_clean_features_are_cached_under_training_noise_and_every_epoch_is_unchanged(prepared_tree):
+    """With noise_prob 0.5 the clips drawn clean reuse their cached log-mel; the features are those uncached."""
+    from av_fusion_models import log_mel
+
+    cached = _train_set(prepared_tree, "babble", prob=0.5, snr=(0.0, 5.0))
+    uncached = _train_set(prepared_tree, "babble", prob=0.5, snr=(0.0, 5.0))
+    uncached.cache_features = False
+    noisy_seen = clean_seen = 0
+    for epoch in range(3):
+        for index in range(6):
+            feats = cached.features(index, epoch)
+            assert torch.equal(feats, uncached.features(index, epoch))
+            clean = load_audio(cached.samples[index].audio)
+            if cached._noisy_in(index, epoch):
+                noisy_seen += 1
+                assert torch.equal(feats, log_mel(cached._add_noise(index, clean, epoch), cached.n_mels))
+                assert not torch.equal(feats, log_mel(clean, cached.n_mels))
+            else:
+                clean_seen += 1
+                assert torch.equal(feats, log_mel(clean, cached.n_mels))
+                assert feats is cached._cache[index]  # reused, not recomputed
+    assert noisy_seen and clean_seen
+    assert not uncached._cache
+
 def test_mixed_noise_draws_both_kinds_and_white_is_unchanged(prepared_tree):
     white, mixed = _train_set(prepared_tree, "white"), _train_set(prepared_tree, "mixed")
     clean = load_audio(white.samples[0].audio)

@@ -249,7 +249,7 @@ class TrainingConfig:
     num_workers: int = 2
     """DataLoader worker processes per device."""
     cache_features: bool = True
-    """Cache each clip's log-mel in memory after the first epoch (off automatically with noise)."""
+    """Cache each clip's clean log-mel in memory after the first epoch (with noise: for the epochs a clip stays clean)."""
     log_every_n_steps: int = 10
     """TensorBoard logging interval of the training loss and learning rate."""
     progress_bar: bool = True

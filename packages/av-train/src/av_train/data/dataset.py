@@ -76,8 +76,8 @@ class UASpeechAVDataset(Dataset):
         self.noise_type = noise_type
         self.noise_talkers = noise_talkers
         self.with_audio = with_audio
-        # Noise makes every epoch's features different: nothing to cache then.
-        self.cache_features = cache_features and self.noise_prob == 0.0
+        # Only clean features are cached: a clip drawn clean in an epoch (1 - noise_prob of them) reuses them.
+        self.cache_features = cache_features
         self._cache: dict[int, torch.Tensor] = {}
         self.seed = seed
 
@@ -97,6 +97,10 @@ class UASpeechAVDataset(Dataset):
             raise RuntimeError(f"babble noise for {own}: the training set has no other utterance")
         return babble(talkers, n, rng)
 
+    def _noisy_in(self, index: int, epoch: int) -> bool:
+        """Whether the clip gets noise in this epoch (the first draw of the stream `_add_noise` uses)."""
+        return self.noise_prob > 0 and self._rng(index, epoch, 0).random() < self.noise_prob
+
     def _add_noise(self, index: int, audio: np.ndarray, epoch: int) -> np.ndarray:
         rng = self._rng(index, epoch, 0)
         if rng.random() >= self.noise_prob:
@@ -110,11 +114,12 @@ class UASpeechAVDataset(Dataset):
         return mix_at_snr(audio, self._babble(index, audio.size, rng), snr)
 
     def features(self, index: int, epoch: int = 0) -> torch.Tensor:
-        if index in self._cache:
+        noisy = self._noisy_in(index, epoch)
+        if not noisy and index in self._cache:
             return self._cache[index]
         audio = load_audio(self.samples[index].audio)
-        if self.noise_prob > 0:
-            audio = self._add_noise(index, audio, epoch)
+        if noisy:
+            return log_mel(self._add_noise(index, audio, epoch), self.n_mels)
         feats = log_mel(audio, self.n_mels)
         if self.cache_features:
             self._cache[index] = feats
