@@ -327,7 +327,6 @@ def test_loss_and_label_smoothing():
     assert model(feats, labels=ids).logits.shape == (2, 5, 96)
 
 
-
 def test_loss_without_logits_projects_only_labelled_positions_with_the_same_loss_and_gradients():
     """Training's path (return_logits=False) gives the full path's loss and gradients: padding adds nothing."""
     feats, ids, video = inputs(t_a=120)
@@ -354,6 +353,7 @@ def test_loss_without_logits_projects_only_labelled_positions_with_the_same_loss
     model(feats, ids, labels=labels, video=video, return_logits=False)
     hook.remove()
     assert seen == [(8, 96)]
+
 
 def test_gradient_checkpointing_same_gradients():
     feats, ids, video = inputs(t_a=100, t_v=4)
