@@ -299,8 +299,12 @@ def main(argv: list[str] | None = None) -> int:
         records.append(rec)
         print(json.dumps({k: rec[k] for k in ("open", "uaspeech", "train_s")}), flush=True)
 
+    # The report holds every finished variant, not only this run's: running one more keeps the others' rows.
+    by_name = {r["variant"]: r for r in records}
+    records = [by_name.get(name) or json.loads((work / "variants" / f"{name}.json").read_text())
+               for name in VARIANTS if name in by_name or (work / "variants" / f"{name}.json").is_file()]
     md = [f"# Unseen words: B2 WER (%) per level, corpus {prepared}, model {args.model}, speakers "
-          f"{' '.join(args.speakers)}, {args.epochs} epochs", ""]
+          f"{' '.join(args.speakers)} (epochs per variant: the cost table)", ""]
     for vocab, title in (("open", "open decoding"), ("uaspeech", "closed UASpeech vocabulary")):
         for part in ("unseen", "seen"):
             for metric, what in (("wer", "WER"), ("word_error", "isolated-word error (100 - WSR)")):
