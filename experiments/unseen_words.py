@@ -153,6 +153,22 @@ def scores(preds, seen_words: set[str]) -> dict:
     return out
 
 
+def read_record(path: Path) -> dict:
+    """A finished variant's saved scores, or a message naming the file and the fix."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path} is not a readable variant record ({e}): delete it to train that variant again")
+
+
+def write_record(path: Path, record: dict) -> None:
+    """Atomic: an interrupted write leaves the old record (or none), never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)
+
+
 def rescore(record: dict, work: Path, cfg) -> dict:
     """The record with its scores computed from its saved predictions: the one place a variant is scored."""
     from av_eval import read_predictions
@@ -273,7 +289,6 @@ def main(argv: list[str] | None = None) -> int:
     # ROIs only for a lip-reading or audio-visual variant that will train (a report reads saved scores)
     wants_video = not args.report_only and any("_recipe" in VARIANTS[name] for name in args.variants)
     prepared = args.prepared.resolve() if args.prepared else ensure_corpus(work, args.speakers, args.seed, wants_video)
-    records = []
     for name in args.variants:
         done = work / "variants" / f"{name}.json"
         # a variant's starting checkpoints are looked up only when it trains or decodes again
@@ -284,9 +299,9 @@ def main(argv: list[str] | None = None) -> int:
                          "max_epochs": args.epochs, "seed": args.seed})
         if done.is_file() and args.redecode and not args.report_only:
             print(f"=== {name}: decoded again", flush=True)
-            rec = run_variant(name, cfg, work, train_s=json.loads(done.read_text())["train_s"])
+            rec = run_variant(name, cfg, work, train_s=read_record(done)["train_s"])
         elif done.is_file():
-            rec = json.loads(done.read_text())
+            rec = read_record(done)
             print(f"{name}: done before ({done})")
         elif args.report_only:
             continue
@@ -294,15 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"=== {name}: {options or 'base recipe'}", flush=True)
             rec = run_variant(name, cfg, work)
         rec = rescore(rec, work, cfg)
-        done.parent.mkdir(parents=True, exist_ok=True)
-        done.write_text(json.dumps(rec, indent=2) + "\n")
-        records.append(rec)
+        write_record(done, rec)
         print(json.dumps({k: rec[k] for k in ("open", "uaspeech", "train_s")}), flush=True)
 
-    # The report holds every finished variant, not only this run's: running one more keeps the others' rows.
-    by_name = {r["variant"]: r for r in records}
-    records = [by_name.get(name) or json.loads((work / "variants" / f"{name}.json").read_text())
-               for name in VARIANTS if name in by_name or (work / "variants" / f"{name}.json").is_file()]
+    # The report holds every finished variant (each was saved above), not only this run's ones.
+    saved = [work / "variants" / f"{name}.json" for name in VARIANTS]
+    records = [read_record(path) for path in saved if path.is_file()]
     md = [f"# Unseen words: B2 WER (%) per level, corpus {prepared}, model {args.model}, speakers "
           f"{' '.join(args.speakers)} (epochs per variant: the cost table)", ""]
     for vocab, title in (("open", "open decoding"), ("uaspeech", "closed UASpeech vocabulary")):

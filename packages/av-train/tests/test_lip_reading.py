@@ -197,7 +197,7 @@ def test_clean_features_are_cached_under_training_noise_and_every_epoch_is_uncha
             feats = cached.features(index, epoch)
             assert torch.equal(feats, uncached.features(index, epoch))
             clean = load_audio(cached.samples[index].audio)
-            if cached._noisy_in(index, epoch):
+            if cached._noise_stream(index, epoch) is not None:
                 noisy_seen += 1
                 assert torch.equal(feats, log_mel(cached._add_noise(index, clean, epoch), cached.n_mels))
                 assert not torch.equal(feats, log_mel(clean, cached.n_mels))

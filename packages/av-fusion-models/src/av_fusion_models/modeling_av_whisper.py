@@ -439,11 +439,12 @@ class AVWhisperForConditionalGeneration(nn.Module):
         )
         # Without return_logits only the positions that carry a label are projected (padding is about 40 % of a
         # batch of isolated words); cross_entropy averages over exactly these positions either way.
-        keep = None if labels is None or return_logits else labels.to(hidden.device) != -100
+        labels = None if labels is None else labels.to(hidden.device)
+        keep = None if labels is None or return_logits else labels != -100
         logits = self.whisper.proj_out(hidden if keep is None else hidden[keep])  # [B, L, vocab] or [N, vocab]
         loss = None
         if labels is not None:
-            target = labels.to(logits.device) if keep is None else labels.to(logits.device)[keep]
+            target = labels if keep is None else labels[keep]
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                    ignore_index=-100, label_smoothing=label_smoothing)
         route = fusion.route

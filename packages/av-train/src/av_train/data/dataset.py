@@ -97,14 +97,18 @@ class UASpeechAVDataset(Dataset):
             raise RuntimeError(f"babble noise for {own}: the training set has no other utterance")
         return babble(talkers, n, rng)
 
-    def _noisy_in(self, index: int, epoch: int) -> bool:
-        """Whether the clip gets noise in this epoch (the first draw of the stream `_add_noise` uses)."""
-        return self.noise_prob > 0 and self._rng(index, epoch, 0).random() < self.noise_prob
+    def _noise_stream(self, index: int, epoch: int) -> np.random.Generator | None:
+        """The clip's noise draws for this epoch, or None when it stays clean (probability 1 - noise_prob)."""
+        if self.noise_prob <= 0:
+            return None
+        rng = self._rng(index, epoch, 0)
+        return rng if rng.random() < self.noise_prob else None
 
     def _add_noise(self, index: int, audio: np.ndarray, epoch: int) -> np.ndarray:
-        rng = self._rng(index, epoch, 0)
-        if rng.random() >= self.noise_prob:
-            return audio
+        rng = self._noise_stream(index, epoch)
+        return audio if rng is None else self._mix_noise(index, audio, rng)
+
+    def _mix_noise(self, index: int, audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         snr = float(rng.uniform(*self.noise_snr_db))
         kind = self.noise_type
         if kind == "mixed":
@@ -114,12 +118,12 @@ class UASpeechAVDataset(Dataset):
         return mix_at_snr(audio, self._babble(index, audio.size, rng), snr)
 
     def features(self, index: int, epoch: int = 0) -> torch.Tensor:
-        noisy = self._noisy_in(index, epoch)
-        if not noisy and index in self._cache:
+        noise = self._noise_stream(index, epoch)
+        if noise is None and index in self._cache:
             return self._cache[index]
         audio = load_audio(self.samples[index].audio)
-        if noisy:
-            return log_mel(self._add_noise(index, audio, epoch), self.n_mels)
+        if noise is not None:
+            return log_mel(self._mix_noise(index, audio, noise), self.n_mels)
         feats = log_mel(audio, self.n_mels)
         if self.cache_features:
             self._cache[index] = feats
