@@ -287,6 +287,49 @@ def test_noisy_dataset_features(loaded):
     assert torch.equal(noisy.features(0), noise_mod.NoisyEvalDataset(base, "babble", 0.0, talkers=2).features(0))
 
 
+def test_video_conditions_mislead_or_freeze_the_lips_and_keep_the_clip_length(loaded):
+    run = loaded[1]
+    samples = eval_samples(run, "B2", need_video=True)
+    base = noise_mod.UASpeechAVDataset(samples, run.targets, True, train=False, n_mels=run.n_mels, cache_features=False)
+    clean = noise_mod.NoisyEvalDataset(base, "babble", None, video="clean")
+    wrong = noise_mod.NoisyEvalDataset(base, "babble", None, video="mismatched", seed=3)
+    frozen = noise_mod.NoisyEvalDataset(base, "babble", None, video="frozen")
+    partners = noise_mod.mismatched_partners(samples, seed=3)
+    assert partners == noise_mod.mismatched_partners(samples, seed=3)  # deterministic per seed
+    for i, p in enumerate(partners):
+        # another word of the same speaker (the tiny tree has several words per speaker)
+        assert samples[p].word != samples[i].word and samples[p].speaker == samples[i].speaker
+    for i in range(len(samples)):
+        own, other = base.video(i), base.video(partners[i])
+        assert torch.equal(clean.video(i), own)
+        held = frozen.video(i)
+        assert held.shape == own.shape and all(torch.equal(f, own[0]) for f in held)
+        lied = wrong.video(i)
+        assert lied.shape == own.shape  # stretched to the clip's own frame count: the length gives nothing away
+        t_own, t_other = own.shape[0], other.shape[0]
+        for k in (0, t_own // 2, t_own - 1):  # nearest frame of the other clip at the same relative time
+            assert torch.equal(lied[k], other[round(k * (t_other - 1) / max(t_own - 1, 1))])
+    # a set with one word cannot mislead: the error says so
+    one_word = [s for s in samples if s.word == samples[0].word]
+    with pytest.raises(ValueError, match="at least two words"):
+        noise_mod.mismatched_partners(one_word)
+    with pytest.raises(ValueError, match="unknown video condition"):
+        noise_mod.NoisyEvalDataset(base, "babble", None, video="upside_down")
+
+
+def test_noise_evaluation_under_a_video_condition_names_its_files_and_leaves_audio_only_runs_alone(seeds, tmp_path):
+    _, paths = seeds
+    clean = noise_mod.evaluate_noise([paths[1]], "babble", [0.0], tmp_path, talkers=2, progress=False)
+    wrong = noise_mod.evaluate_noise([paths[1]], "babble", [0.0], tmp_path, talkers=2, progress=False,
+                                     video="mismatched")
+    assert wrong["json"].name == "noise_babble_video-mismatched.json" and clean["json"].name == "noise_babble.json"
+    assert json.loads(wrong["json"].read_text())["video"] == "mismatched"
+    assert wrong["png"].name == "noise_babble_video-mismatched_wer_vs_snr.png"
+    hyps = [[p.hypothesis for p in read_predictions(tmp_path / "audio_1" / f"predictions_B2_babble_0{tag}.jsonl")]
+            for tag in ("", "_video-mismatched")]
+    assert hyps[0] == hyps[1]  # an audio-only run never sees the video
+
+
 def test_predictor_protocol_object(seeds):
     _, paths = seeds
     pred = AVTrainPredictor(device="cpu")

@@ -1,7 +1,7 @@
 """``av-cli noise-eval``: WER per level per SNR with white or babble noise, for one or more runs.
 
     python -m av_train.evaluation.noise_command CHECKPOINT_OR_FOLDER... [--noise babble|white]
-        [--snrs clean 10 5 0 -5] [--talkers 4] [--output DIR]
+        [--snrs clean 10 5 0 -5] [--talkers 4] [--video clean|mismatched|frozen] [--output DIR]
 
 This module is the command (arguments, what it prints); the work, and what the noise is, are in
 :mod:`av_train.evaluation.noise`.
@@ -14,7 +14,7 @@ import sys
 
 from av_eval.cli_errors import ensure_output_dir, run_command
 from av_train.evaluation.loading import find_checkpoints
-from av_train.evaluation.noise import NOISE_KINDS, evaluate_noise, parse_snrs
+from av_train.evaluation.noise import NOISE_KINDS, VIDEO_CONDITIONS, evaluate_noise, parse_snrs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,6 +22,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoints", nargs="+", help="checkpoints or folders of runs (e.g. an audio and an AV run)")
     p.add_argument("--noise", choices=NOISE_KINDS, default="babble")
     p.add_argument("--snrs", nargs="+", default=["clean", "10", "5", "0", "-5"], help="dB values and/or 'clean'")
+    p.add_argument("--video", choices=VIDEO_CONDITIONS, default="clean",
+                   help="the lip video of runs that use it: as recorded (clean), another utterance's lips, a different "
+                        "word of the same speaker stretched to the clip's length (mismatched), or the clip's first "
+                        "frame held (frozen)")
     p.add_argument("--talkers", type=int, default=4, help="utterances summed into babble (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (the same noise for every run)")
     p.add_argument("--split", default="B2")
@@ -42,7 +46,7 @@ def _main(argv: list[str]) -> int:
     ensure_output_dir(args.output)  # before minutes of decoding, not after
     out = evaluate_noise(ckpts, args.noise, parse_snrs(args.snrs), args.output, args.split, args.data,
                          args.talkers, args.seed, args.device, progress=not args.no_progress,
-                         decode_vocabulary=args.decode_vocabulary)
+                         decode_vocabulary=args.decode_vocabulary, video=args.video)
     print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
     if out["routes_png"]:
         print(f"routes: {out['routes_png']}")
