@@ -9,6 +9,7 @@ from transformers import WhisperForConditionalGeneration
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, GatedCrossAttentionBlock
 from av_fusion_models import testing
 from av_fusion_models.features import SILENCE_LOG_MEL
+from av_fusion_models.modality_dropout import draw_modalities
 
 N_MELS = 80
 # Whisper's encoder needs exactly 2 * max_source_positions mel frames (3000 for real checkpoints). The
@@ -306,9 +307,41 @@ def test_modality_dropout():
 
     model.config.video_dropout, model.config.audio_dropout = 0.5, 0.5
     torch.manual_seed(0)
-    drop_video, drop_audio = model._modality_dropout(4000, "cpu")
-    assert not (drop_video & drop_audio).any()
-    assert 0.45 < drop_video.float().mean() < 0.55 and 0.45 < drop_audio.float().mean() < 0.55
+    draw = draw_modalities(model.config, 4000, "cpu")
+    assert not (draw.drop_video & draw.drop_audio).any() and not (draw.frozen_video | draw.wrong_video).any()
+    assert 0.45 < draw.drop_video.float().mean() < 0.55 and 0.45 < draw.drop_audio.float().mean() < 0.55
+    # four exclusive outcomes in the order of their intervals; nothing drawn when every probability is 0
+    cfg = AVWhisperConfig(video_dropout=0.1, audio_dropout=0.2, video_frozen_prob=0.3, video_mismatch_prob=0.4)
+    draw = draw_modalities(cfg, 20000, "cpu")
+    masks = torch.stack([draw.drop_video, draw.drop_audio, draw.frozen_video, draw.wrong_video])
+    assert masks.sum(0).max() == 1  # exactly one outcome each (the probabilities sum to 1)
+    assert masks.float().mean(1).tolist() == pytest.approx([0.1, 0.2, 0.3, 0.4], abs=0.015)
+    assert draw_modalities(AVWhisperConfig(), 4, "cpu") is None
+    with pytest.raises(ValueError, match="must be <= 1"):
+        AVWhisperConfig(audio_dropout=0.5, video_mismatch_prob=0.6)
+
+
+def test_lip_video_faults_in_training_equal_feeding_the_faulty_video():
+    """video_frozen_prob = 1 in training is the model fed the first frame held (what `noise-eval --video frozen`
+    feeds); video_mismatch_prob = 1 is the model fed each clip's successor in the batch: the audio stays."""
+    feats, ids, video = inputs(bsz=3, t_a=120, t_v=6)
+    mask = torch.zeros(3, 6, dtype=torch.bool)
+    mask[0, 4:] = True  # the first clip is shorter: its padding travels with it
+    for prob, faulty, faulty_mask in (
+        ("video_frozen_prob", video[:, :1].expand_as(video), mask),
+        ("video_mismatch_prob", video.roll(-1, dims=0), mask.roll(-1, dims=0)),
+    ):
+        model = av_model(fusion_location="both", video_clip_norm="mean", **{prob: 1.0})
+        open_gates(model)
+        model.train()
+        model.video_encoder.eval()  # BatchNorm statistics of the batch would differ between the two calls
+        with torch.no_grad():
+            faulted = model(feats, ids, video=video, video_padding_mask=mask).logits
+            setattr(model.config, prob, 0.0)
+            fed = model(feats, ids, video=faulty, video_padding_mask=faulty_mask).logits
+            clean = model(feats, ids, video=video, video_padding_mask=mask).logits
+        assert (faulted - fed).abs().max() <= TOL
+        assert (faulted - clean).abs().max() > 1e-3  # the fault reached the output
 
 
 def test_loss_and_label_smoothing():

@@ -79,7 +79,11 @@ class AVWhisperConfig:
             2 * max_source_positions); the positional table is cut to the input length. When False,
             inputs must be exactly 3000 frames, as in Hugging Face's WhisperEncoder.
         video_dropout, audio_dropout: per-sample modality dropout probabilities (training mode
-            only). A sample never loses both modalities; `video_dropout + audio_dropout <= 1`.
+            only). A sample never loses both modalities.
+        video_frozen_prob, video_mismatch_prob: per-sample lip-video faults in training mode only
+            (modality_dropout.py): the clip's first frame held (a face that does not move), or the lips of
+            another sample of the batch. Their audio is kept, so the model learns to fall back on it.
+            The four probabilities are of exclusive outcomes: their sum must be <= 1.
         avhubert_size: `"base"` (768-d, 12 layers), `"large"` (1024-d, 24 layers) or `"tiny"`
             (random-init test size) for `video_encoder="avhubert"`.
         avhubert_checkpoint: path of an official AV-HuBERT fairseq checkpoint (self-supervised or
@@ -112,6 +116,8 @@ class AVWhisperConfig:
     cut_encoder_positions: bool = True
     video_dropout: float = 0.0
     audio_dropout: float = 0.0
+    video_frozen_prob: float = 0.0
+    video_mismatch_prob: float = 0.0
     avhubert_size: str = "base"
     avhubert_checkpoint: str | None = None
     avhubert_layers: int | None = None
@@ -151,12 +157,14 @@ class AVWhisperConfig:
             raise ValueError("router_emits_gates needs soft_fusion_routing=True (the router supplies the gates)")
         if self.soft_fusion_routing and self.fusion_location == "none":
             raise ValueError("soft_fusion_routing needs video fusion; fusion_location='none' contradicts it")
-        for name in ("video_dropout", "audio_dropout", "xattn_dropout", "routing_dropout"):
+        for name in ("video_dropout", "audio_dropout", "video_frozen_prob", "video_mismatch_prob", "xattn_dropout",
+                     "routing_dropout"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
-        if self.video_dropout + self.audio_dropout > 1.0 + 1e-9:
-            raise ValueError("video_dropout + audio_dropout must be <= 1 (a sample never loses both modalities)")
+        if self.video_dropout + self.audio_dropout + self.video_frozen_prob + self.video_mismatch_prob > 1.0 + 1e-9:
+            raise ValueError("video_dropout + audio_dropout + video_frozen_prob + video_mismatch_prob must be <= 1 "
+                             "(exclusive outcomes per sample: a sample never loses both modalities)")
         if self.xattn_ffn_mult < 1:
             raise ValueError("xattn_ffn_mult must be >= 1")
         if self.num_levels < 1 or self.level_embed_dim < 1:

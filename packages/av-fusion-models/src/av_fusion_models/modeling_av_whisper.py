@@ -49,6 +49,7 @@ from .features import SILENCE_LOG_MEL, mel_frames_for_video
 from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoderLayer, GatedXAttnLayer
 from .gated_xattn import GatedCrossAttentionBlock
 from .generation import ModelStep, beam_search, check_constraint, greedy_search
+from .modality_dropout import draw_modalities, freeze_frames, swap_video
 from .router import FusionRouter
 from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, encoder_frames, sinusoidal_positions
 
@@ -282,13 +283,6 @@ class AVWhisperForConditionalGeneration(nn.Module):
         feats = torch.full((bsz, n_mels, t_a), SILENCE_LOG_MEL, dtype=self.dtype, device=self.device)
         return feats, lengths.to(self.device)
 
-    def _modality_dropout(self, bsz: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-sample (drop_video, drop_audio) bool [B]; mutually exclusive."""
-        u = torch.rand(bsz, device=device)
-        drop_video = u < self.config.video_dropout
-        drop_audio = (u >= self.config.video_dropout) & (u < self.config.video_dropout + self.config.audio_dropout)
-        return drop_video, drop_audio
-
     def prepare_fusion(
         self,
         input_features: torch.Tensor | None,
@@ -311,13 +305,17 @@ class AVWhisperForConditionalGeneration(nn.Module):
         input_features = input_features.to(device=self.device, dtype=self.dtype)
         if video is None or not self.config.uses_video:
             return FusionState(input_features=input_features)
-        projected, mask = self.encode_video(video.to(self.device), video_padding_mask)
-        bsz = projected.shape[0]
-        if modality_dropout and (self.config.video_dropout > 0 or self.config.audio_dropout > 0):
-            drop_video, drop_audio = self._modality_dropout(bsz, projected.device)
-            mask = mask | drop_video[:, None]
+        video = video.to(self.device)
+        # modality dropout and lip-video faults (modality_dropout.py): one outcome per sample, at most
+        draw = draw_modalities(self.config, video.shape[0], self.device) if modality_dropout else None
+        if draw is not None:
+            video = freeze_frames(video, draw.frozen_video)
+        projected, mask = self.encode_video(video, video_padding_mask)
+        if draw is not None:
+            projected, mask = swap_video(projected, mask, draw.wrong_video)
+            mask = mask | draw.drop_video[:, None]
             input_features = torch.where(
-                drop_audio[:, None, None].to(input_features.device),
+                draw.drop_audio[:, None, None].to(input_features.device),
                 torch.full_like(input_features, SILENCE_LOG_MEL),
                 input_features,
             )

@@ -143,6 +143,12 @@ class TrainingConfig:
     """Probability of dropping a sample's video in training (modality dropout)."""
     audio_dropout: float = 0.0
     """Probability of replacing a sample's audio by silence in training (modality dropout)."""
+    video_frozen_prob: float = 0.0
+    """Probability of holding a training sample's first lip frame over the whole clip (a face that does not move),
+    its audio kept: the model learns to fall back on the audio when the lips carry no word."""
+    video_mismatch_prob: float = 0.0
+    """Probability of giving a training sample the lips of another sample of its batch, its audio kept: the model
+    learns not to follow lips that contradict the audio. With the three above: exclusive outcomes, sum <= 1."""
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
@@ -406,7 +412,7 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
         "video_encoder_ckpt",
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
-        "video_clip_norm", "video_frame_size",
+        "video_clip_norm", "video_frame_size", "video_frozen_prob", "video_mismatch_prob",
     ]
     if not cfg.uses_video:
         for key in av_only:
@@ -418,6 +424,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
                 )
     if not cfg.uses_audio:
         for key, why in (("audio_dropout", "there is no audio to drop"), ("video_dropout", "the video is the only input"),
+                         ("video_frozen_prob", "there is no audio to fall back on"),
+                         ("video_mismatch_prob", "there is no audio to fall back on"),
                          ("noise_prob", "the audio is never heard"), ("soft_fusion_routing", "there is no audio to route")):
             if getattr(cfg, key):
                 raise ConfigError(f"{source}: {key!r} makes no sense with modality: video ({why}); remove it.")
@@ -525,6 +533,8 @@ def model_config(cfg: TrainingConfig):
         cut_encoder_positions=cfg.cut_encoder_positions,
         video_dropout=cfg.video_dropout,
         audio_dropout=cfg.audio_dropout,
+        video_frozen_prob=cfg.video_frozen_prob,
+        video_mismatch_prob=cfg.video_mismatch_prob,
     )
 
 

@@ -1,0 +1,62 @@
+"""Per-sample modality dropout and lip-video faults, drawn in training mode only.
+
+One uniform draw u per sample picks at most one of four mutually exclusive outcomes, in this order of
+intervals of [0, 1):
+
+    drop_video   u in [0, vd)                the video is masked out (the model hears the audio only)
+    drop_audio   ... next ad                 the audio becomes silence (the model reads the lips only)
+    frozen_video ... next video_frozen_prob  the clip's first frame is held: a face that does not move
+    wrong_video  ... next video_mismatch_prob  another sample's lips (the next one of the batch)
+
+so a sample never loses its audio and its video together, and a model trained with the two faults sees clean
+audio beside lips that carry no word or the wrong one: it must learn to fall back on the audio there, instead of
+following the lips blindly (`av-cli noise-eval --video frozen|mismatched` measures it). The faults mirror the
+evaluation's (av_train.evaluation.noise), except that the wrong lips keep their own length here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ModalityDraw:
+    """Per-sample outcomes, each bool [B] (mutually exclusive)."""
+
+    drop_video: torch.Tensor
+    drop_audio: torch.Tensor
+    frozen_video: torch.Tensor
+    wrong_video: torch.Tensor
+
+
+def draw_modalities(config, bsz: int, device) -> ModalityDraw | None:
+    """One draw per sample from the probabilities of an `AVWhisperConfig`; None when they are all zero."""
+    probs = (config.video_dropout, config.audio_dropout, config.video_frozen_prob, config.video_mismatch_prob)
+    if not any(p > 0 for p in probs):
+        return None
+    u = torch.rand(bsz, device=device)
+    edges = torch.tensor(probs, dtype=torch.float64).cumsum(0).tolist()
+    lows = [0.0, *edges[:-1]]
+    masks = [(u >= lo) & (u < hi) for lo, hi in zip(lows, edges)]
+    return ModalityDraw(*masks)
+
+
+def freeze_frames(video: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
+    """video [B, T_v, ...] -> the same, with each ``frozen`` [B] sample's first frame held over the whole clip."""
+    if not bool(frozen.any()):
+        return video
+    held = video[:, :1].expand_as(video)
+    return torch.where(frozen.view(-1, *[1] * (video.dim() - 1)).to(video.device), held, video)
+
+
+def swap_video(states: torch.Tensor, mask: torch.Tensor, wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Projected video states [B, T_v, D] and padding mask [B, T_v]: each ``wrong`` [B] sample takes those of the
+    next sample of the batch (cyclically; a batch of one keeps its own)."""
+    if not bool(wrong.any()):
+        return states, mask
+    wrong = wrong.to(states.device)
+    states = torch.where(wrong[:, None, None], states.roll(-1, dims=0), states)
+    mask = torch.where(wrong[:, None], mask.roll(-1, dims=0), mask)
+    return states, mask
