@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict] = {
     "recipe-audio_dropout": {"audio_dropout": 0.0},
     "recipe-babble": {"noise_type": "white"},
     "recipe-lip_init": {"pt_video_ckpt": None},
+    # without the still faces of 2026-12-07 (the recipe that every run of docs/LIP_READING.md 4-4h measured)
+    "recipe-still_face": {"video_frozen_prob": 0.0},
     "recipe_mixed_noise": {"noise_type": "mixed"},
     # every fusion location on equal footing: the lip reader's video encoder (video_encoder_ckpt), fresh gated
     # blocks at gate_init 0.1, babble and audio dropout as in the recipe
