@@ -46,9 +46,12 @@ VIDEO_CONDITIONS = ("clean", "mismatched", "frozen")
 def mismatched_partners(samples, seed: int = 0) -> list[int]:
     """For each sample, the index of another whose lips it gets under ``video="mismatched"``: a different word
     of the same speaker when the set has one, else a different word of anyone (deterministic per seed)."""
+    by_speaker: dict[str, list[int]] = {}
+    for j, o in enumerate(samples):
+        by_speaker.setdefault(o.speaker, []).append(j)
     partners = []
     for i, s in enumerate(samples):
-        others = [j for j, o in enumerate(samples) if o.word != s.word and o.speaker == s.speaker]
+        others = [j for j in by_speaker[s.speaker] if samples[j].word != s.word]
         others = others or [j for j, o in enumerate(samples) if o.word != s.word]
         if not others:
             raise ValueError(f"--video mismatched: no utterance of the set says another word than {s.word!r} "
