@@ -334,7 +334,7 @@ def test_lip_video_faults_in_training_equal_feeding_the_faulty_video():
         model = av_model(fusion_location="both", video_clip_norm="mean", **{prob: 1.0})
         open_gates(model)
         model.train()
-        model.video_encoder.eval()  # BatchNorm statistics of the batch would differ between the two calls
+        model.video_encoder.eval()  # running BatchNorm statistics: the two calls then compute exactly alike
         with torch.no_grad():
             faulted = model(feats, ids, video=video, video_padding_mask=mask).logits
             setattr(model.config, prob, 0.0)

@@ -17,6 +17,7 @@ evaluation's (av_train.evaluation.noise), except that the wrong lips keep their 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 
 import torch
 
@@ -37,9 +38,8 @@ def draw_modalities(config, bsz: int, device) -> ModalityDraw | None:
     if not any(p > 0 for p in probs):
         return None
     u = torch.rand(bsz, device=device)
-    edges = torch.tensor(probs, dtype=torch.float64).cumsum(0).tolist()
-    lows = [0.0, *edges[:-1]]
-    masks = [(u >= lo) & (u < hi) for lo, hi in zip(lows, edges)]
+    edges = list(accumulate(probs))  # interval k is [edges[k-1], edges[k])
+    masks = [(u >= lo) & (u < hi) for lo, hi in zip([0.0, *edges[:-1]], edges)]
     return ModalityDraw(*masks)
 
 
