@@ -13,7 +13,8 @@ from pathlib import Path
 @dataclass(frozen=True)
 class Prediction:
     """One recognised utterance. ``route_probs`` are the soft router's
-    (P(encoder only), P(decoder only), P(both)) for this utterance, when the model has a router."""
+    (P(encoder only), P(decoder only), P(both)) for this utterance, when the model has a router;
+    ``video_reliability`` the scale in [0, 1] its video reliability scorer gave the lips, when it has one."""
 
     utt_id: str
     reference: str
@@ -22,9 +23,14 @@ class Prediction:
     level: str | None = None
     category: str | None = None
     route_probs: tuple[float, ...] | None = None
+    video_reliability: float | None = None
 
     def to_record(self) -> dict:
         rec = asdict(self)
+        if rec["video_reliability"] is None:
+            del rec["video_reliability"]  # only models with a reliability scorer have it
+        else:
+            rec["video_reliability"] = round(float(rec["video_reliability"]), 6)
         if rec["route_probs"] is None:
             del rec["route_probs"]  # only models with a router have them
         else:
@@ -84,5 +90,11 @@ def read_predictions(path: str | Path) -> list[Prediction]:
                 raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {rec[key]!r}")
         if rec.get("route_probs") is not None:
             rec["route_probs"] = tuple(float(x) for x in rec["route_probs"])
+        if rec.get("video_reliability") is not None:
+            try:
+                rec["video_reliability"] = float(rec["video_reliability"])
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}:{lineno}: field 'video_reliability' must be a number, got "
+                                 f"{rec['video_reliability']!r}") from None
         out.append(Prediction(**{k: v for k, v in rec.items() if k in known}))
     return out

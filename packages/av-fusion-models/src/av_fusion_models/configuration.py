@@ -83,7 +83,19 @@ class AVWhisperConfig:
         video_frozen_prob, video_mismatch_prob: per-sample lip-video faults in training mode only
             (modality_dropout.py): the clip's first frame held (a face that does not move), or the lips of
             another sample of the batch. Their audio is kept, so the model learns to fall back on it.
-            The four probabilities are of exclusive outcomes: their sum must be <= 1.
+            The five probabilities (with `video_fault_prob`) are of exclusive outcomes: their sum must be <= 1.
+        video_fault_prob: probability (training mode only) that a sample's lip video gets one fault drawn
+            uniformly from `video_fault_classes` (video_faults.py: wrong lips, a still face, an offset of
+            80-480 ms, the lower 30-80 % occluded, blur, 3-8x held frames, 30-100 % black), its audio kept.
+        video_fault_classes: the classes `video_fault_prob` draws from (None: all of `TRAINING_FAULTS`).
+        video_reliability: an `AVReliabilityScorer` (reliability.py) scores per clip whether the lips agree with
+            the sound; its r in (0, 1) multiplies every fused block's output, so wrong or useless lips are
+            switched off and the model falls back on the audio.
+        reliability_hidden_dim: width of the scorer.
+        reliability_loss_weight: weight of the scorer's agreement loss (binary cross-entropy against the fault
+            labels) added to the recognition loss in training.
+        reliability_cutoff: at inference, a clip whose r is below this value gets r = 0 (the audio alone,
+            exactly); 0 keeps r as it is.
         avhubert_size: `"base"` (768-d, 12 layers), `"large"` (1024-d, 24 layers) or `"tiny"`
             (random-init test size) for `video_encoder="avhubert"`.
         avhubert_checkpoint: path of an official AV-HuBERT fairseq checkpoint (self-supervised or
@@ -118,6 +130,12 @@ class AVWhisperConfig:
     audio_dropout: float = 0.0
     video_frozen_prob: float = 0.0
     video_mismatch_prob: float = 0.0
+    video_fault_prob: float = 0.0
+    video_fault_classes: list[str] | None = None
+    video_reliability: bool = False
+    reliability_hidden_dim: int = 128
+    reliability_loss_weight: float = 1.0
+    reliability_cutoff: float = 0.0
     avhubert_size: str = "base"
     avhubert_checkpoint: str | None = None
     avhubert_layers: int | None = None
@@ -157,20 +175,38 @@ class AVWhisperConfig:
             raise ValueError("router_emits_gates needs soft_fusion_routing=True (the router supplies the gates)")
         if self.soft_fusion_routing and self.fusion_location == "none":
             raise ValueError("soft_fusion_routing needs video fusion; fusion_location='none' contradicts it")
-        for name in ("video_dropout", "audio_dropout", "video_frozen_prob", "video_mismatch_prob", "xattn_dropout",
-                     "routing_dropout"):
+        for name in ("video_dropout", "audio_dropout", "video_frozen_prob", "video_mismatch_prob", "video_fault_prob",
+                     "xattn_dropout", "routing_dropout", "reliability_cutoff"):
             p = getattr(self, name)
             if not 0.0 <= p <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
-        if self.video_dropout + self.audio_dropout + self.video_frozen_prob + self.video_mismatch_prob > 1.0 + 1e-9:
-            raise ValueError("video_dropout + audio_dropout + video_frozen_prob + video_mismatch_prob must be <= 1 "
-                             "(exclusive outcomes per sample: a sample never loses both modalities)")
+        if sum(self.modality_probs) > 1.0 + 1e-9:
+            raise ValueError("video_dropout + audio_dropout + video_frozen_prob + video_mismatch_prob + video_fault_prob "
+                             "must be <= 1 (exclusive outcomes per sample: a sample never loses both modalities)")
+        if self.video_fault_classes is not None:
+            from .video_faults import TRAINING_FAULTS
+
+            self.video_fault_classes = list(self.video_fault_classes)
+            bad = [c for c in self.video_fault_classes if c not in TRAINING_FAULTS]
+            if bad or not self.video_fault_classes:
+                raise ValueError(f"video_fault_classes must be a non-empty list of {list(TRAINING_FAULTS)}, got "
+                                 f"{self.video_fault_classes}")
+        if self.video_reliability and (self.video_only or not self.uses_video):
+            raise ValueError("video_reliability needs audio and video: it scores whether the lips agree with the sound")
+        if self.reliability_hidden_dim < 1 or self.reliability_loss_weight < 0:
+            raise ValueError("reliability_hidden_dim must be >= 1 and reliability_loss_weight >= 0")
         if self.xattn_ffn_mult < 1:
             raise ValueError("xattn_ffn_mult must be >= 1")
         if self.num_levels < 1 or self.level_embed_dim < 1:
             raise ValueError("num_levels and level_embed_dim must be >= 1")
 
     # ------------------------------------------------------------------ derived
+    @property
+    def modality_probs(self) -> tuple[float, float, float, float, float]:
+        """The per-sample probabilities of the exclusive training outcomes (modality_dropout.py), in draw order."""
+        return (self.video_dropout, self.audio_dropout, self.video_frozen_prob, self.video_mismatch_prob,
+                self.video_fault_prob)
+
     @property
     def uses_video(self) -> bool:
         return self.fusion_location != "none"

@@ -65,6 +65,18 @@ class FusionState:
     video_states: torch.Tensor | None = None  # [B, T_v, D]
     video_padding_mask: torch.Tensor | None = None  # [B, T_v] bool
     route: RouterOutput | None = None
+    projected_video: torch.Tensor | None = None  # [B, T_v, D] before positions (the reliability scorer's input)
+    input_lengths: torch.Tensor | None = None  # [B] valid mel frames, when known
+    draw: object | None = None  # the training draw (modality_dropout.ModalityDraw), None at inference
+    reliability: torch.Tensor | None = None  # [B] the reliability scale of each sample's video (reliability.py)
+    reliability_logit: torch.Tensor | None = None  # [B] the scorer's clip logit
+
+    @property
+    def video_reliability(self) -> torch.Tensor | None:
+        """[B] the scale the reliability scorer applied to each sample's video (0 for a sample without video)."""
+        if self.reliability is None or self.video_padding_mask is None:
+            return self.reliability
+        return self.reliability * (~self.video_padding_mask.all(dim=1)).to(self.reliability.dtype)
 
     def kwargs(self, side: str, repeat: int = 1) -> dict:
         if self.video_states is None:
@@ -72,6 +84,8 @@ class FusionState:
         scale = None
         if self.route is not None:
             scale = self.route.encoder_scale if side == "encoder" else self.route.decoder_scale
+        if self.reliability is not None:
+            scale = self.reliability if scale is None else scale * self.reliability
         out = {_KW_VIDEO: self.video_states, _KW_MASK: self.video_padding_mask, _KW_SCALE: scale}
         if repeat > 1:
             out = {k: (None if v is None else v.repeat_interleave(repeat, dim=0)) for k, v in out.items()}

@@ -63,6 +63,7 @@ class ModelStep:
         self._kwargs = fusion_kwargs(repeat_factor)
         self._source = encoder_hidden
         self._cache = None
+        self.video_reliability: torch.Tensor | None = None  # [B] set by the model's decoder_step, for reporting
 
     def __call__(self, new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if self.use_cache:

@@ -10,11 +10,13 @@ Layout of `AVWhisperForConditionalGeneration` (parameter name prefixes):
     video_encoder                            ResNetVideoEncoder (absent for "precomputed" / "none")
     video_proj                               Linear(video_dim -> d_model)
     router                                   FusionRouter (soft_fusion_routing only)
+    reliability                              AVReliabilityScorer (video_reliability only)
 
 Data flow (B batch, T_a mel frames, T_v video frames, L tokens, D = d_model):
 
     video [B, T_v, 88, 88] -> video_encoder -> [B, T_v, video_dim] -> video_proj -> [B, T_v, D]
         (-> router: route_probs [B, 3], encoder_scale [B], decoder_scale [B])
+        (-> reliability scorer, with the audio: r [B] in (0, 1), multiplying every fused block's output)
         -> + sinusoidal positions (frame t at encoder position t * 50 / fps) -> video states [B, T_v, D]
     input_features [B, n_mels, T_a] -> conv1, conv2 -> + positions[:T_a / 2]
         -> per layer: [GatedXAttn(audio -> video)] -> WhisperEncoderLayer -> LN -> [B, T_a / 2, D]
@@ -26,7 +28,7 @@ The video states reach the wrapped layers as keyword arguments (`av_video_states
 `av_video_padding_mask`, `av_fusion_scale`) that Whisper's encoder/decoder forward pass through
 to their layers unchanged; the wrappers pop them before calling the original layer. Generation
 is the greedy / beam search of `generation` over this model's decoder step (HF's `WhisperDecoder` and
-its `EncoderDecoderCache`; see `decoder_step` and `generate`).
+its `EncoderDecoderCache`; see `decoder_step` and `generate` in generation_mixin.py).
 """
 
 from __future__ import annotations
@@ -44,13 +46,15 @@ from transformers.utils import ModelOutput
 
 from .avhubert import AVHubertLoadReport, AVHubertVideoEncoder, load_avhubert_checkpoint
 from .configuration import AVWhisperConfig
-from .constrained import TokenTrie
 from .features import SILENCE_LOG_MEL, mel_frames_for_video
 from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoderLayer, GatedXAttnLayer
 from .gated_xattn import GatedCrossAttentionBlock
-from .generation import ModelStep, beam_search, check_constraint, greedy_search
+from .generation_mixin import AVWhisperGenerationMixin
 from .modality_dropout import draw_modalities, freeze_frames, swap_video
+from .reliability import AVReliabilityScorer, agreement_loss
 from .router import FusionRouter
+from .video_faults import apply_training_faults
+from .video_transforms import VIDEO_MEAN, VIDEO_STD
 from .video_frontend import ENCODER_FRAME_RATE, build_video_encoder, encoder_frames, sinusoidal_positions
 
 CONFIG_NAME = "config.json"
@@ -65,6 +69,8 @@ class AVWhisperOutput(ModelOutput):
     route_probs: [B, 3] P(encoder only), P(decoder only), P(both) (soft routing with video only)
     route_logits: [B, 3]
     encoder_scale, decoder_scale: [B] per-sample fusion scales (soft routing only)
+    video_reliability: [B] the reliability scale applied to each sample's video (video_reliability only)
+    reliability_loss: the scorer's agreement loss (training with faults; included in `loss`, weighted)
     encoder_last_hidden_state: [B, T_a / 2, D]
     cache: the decoder's EncoderDecoderCache (use_cache=True only)
     """
@@ -75,11 +81,13 @@ class AVWhisperOutput(ModelOutput):
     route_logits: torch.Tensor | None = None
     encoder_scale: torch.Tensor | None = None
     decoder_scale: torch.Tensor | None = None
+    video_reliability: torch.Tensor | None = None
+    reliability_loss: torch.Tensor | None = None
     encoder_last_hidden_state: torch.Tensor | None = None
     cache: object | None = None
 
 
-class AVWhisperForConditionalGeneration(nn.Module):
+class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
     """Whisper with Whisper-Flamingo gated cross-attention to lip video (see the module docstring).
 
     Build it with `from_whisper` (wraps an existing Whisper in place: its weights are shared, not
@@ -104,10 +112,13 @@ class AVWhisperForConditionalGeneration(nn.Module):
                 dropout=config.routing_dropout, use_level=config.routing_use_level,
                 num_levels=config.num_levels, level_embed_dim=config.level_embed_dim,
             )
+        self.reliability = None
+        if config.video_reliability:
+            self.reliability = AVReliabilityScorer(d_model, config.reliability_hidden_dim)
         self._wrap_layers()
 
         param = next(whisper.parameters())
-        for module in (self.video_encoder, self.video_proj, self.router):
+        for module in (self.video_encoder, self.video_proj, self.router, self.reliability):
             if module is not None:
                 module.to(device=param.device, dtype=param.dtype)
 
@@ -310,9 +321,13 @@ class AVWhisperForConditionalGeneration(nn.Module):
         draw = draw_modalities(self.config, video.shape[0], self.device) if modality_dropout else None
         if draw is not None:
             video = freeze_frames(video, draw.frozen_video)
+            if draw.faults is not None:
+                valid = video.shape[1] - (0 if video_padding_mask is None else video_padding_mask.to(torch.bool).sum(1))
+                video = apply_training_faults(video, torch.as_tensor(valid).expand(video.shape[0]).cpu(), draw.faults,
+                                              black_value=-VIDEO_MEAN / VIDEO_STD)
         projected, mask = self.encode_video(video, video_padding_mask)
         if draw is not None:
-            projected, mask = swap_video(projected, mask, draw.wrong_video)
+            projected, mask = swap_video(projected, mask, draw.all_wrong)
             mask = mask | draw.drop_video[:, None]
             input_features = torch.where(
                 draw.drop_audio[:, None, None].to(input_features.device),
@@ -331,7 +346,8 @@ class AVWhisperForConditionalGeneration(nn.Module):
         states = projected
         if self.config.video_positional:
             states = states + self.video_positions(states.shape[1], states.device, states.dtype)[None]
-        return FusionState(input_features=input_features, video_states=states, video_padding_mask=mask, route=route)
+        return FusionState(input_features=input_features, video_states=states, video_padding_mask=mask, route=route,
+                           projected_video=projected, input_lengths=input_lengths, draw=draw)
 
     # ------------------------------------------------------------------------------ audio
     def encode(self, input_features: torch.Tensor, fusion: FusionState | None = None) -> torch.Tensor:
@@ -372,7 +388,36 @@ class AVWhisperForConditionalGeneration(nn.Module):
         stochastic = self.training and max(w.dropout, w.attention_dropout, w.activation_dropout) > 0
         if self.config.video_only and not self.config.fuse_encoder and feats.shape[0] > 1 and not stochastic:
             return self.encode(feats[:1], fusion).expand(feats.shape[0], -1, -1)
-        return self.encode(feats, fusion)
+        if self.reliability is not None and self.config.fuse_encoder:  # the fused layers need r before they run
+            self.score_reliability(fusion, self.encoder_stem(feats))
+        hidden = self.encode(feats, fusion)
+        if self.reliability is not None and not self.config.fuse_encoder:  # the encoder heard the audio alone
+            self.score_reliability(fusion, hidden)
+        return hidden
+
+    def encoder_stem(self, input_features: torch.Tensor) -> torch.Tensor:
+        """Whisper's convolutional stem: input_features [B, n_mels, T_a] -> [B, ceil(T_a / 2), D] (no positions)."""
+        enc = self.whisper.model.encoder
+        x = F.gelu(enc.conv1(input_features.to(device=enc.conv1.weight.device, dtype=enc.conv1.weight.dtype)))
+        return F.gelu(enc.conv2(x)).permute(0, 2, 1)
+
+    def score_reliability(self, fusion: FusionState, audio_states: torch.Tensor) -> None:
+        """Set ``fusion.reliability`` from the audio [B, T_enc, D] (50 Hz) and the projected video (reliability.py).
+        A sample whose audio was dropped in training (the lips alone) keeps its video at full weight."""
+        if fusion.projected_video is None:
+            return
+        audio_mask = None
+        if fusion.input_lengths is not None:
+            enc_len = (fusion.input_lengths.to(audio_states.device) + 1) // 2
+            audio_mask = torch.arange(audio_states.shape[1], device=audio_states.device)[None] >= enc_len[:, None]
+        out = self.reliability(audio_states, audio_mask, fusion.projected_video, fusion.video_padding_mask,
+                               audio_ratio=round(ENCODER_FRAME_RATE / self.config.video_fps))
+        r = out.reliability
+        if not self.training and self.config.reliability_cutoff > 0:
+            r = torch.where(r < self.config.reliability_cutoff, torch.zeros_like(r), r)
+        if fusion.draw is not None:
+            r = torch.where(fusion.draw.drop_audio.to(r.device), torch.ones_like(r), r)
+        fusion.reliability, fusion.reliability_logit = r, out.logit
 
     def decode(
         self,
@@ -440,11 +485,15 @@ class AVWhisperForConditionalGeneration(nn.Module):
         labels = None if labels is None else labels.to(hidden.device)
         keep = None if labels is None or return_logits else labels != -100
         logits = self.whisper.proj_out(hidden if keep is None else hidden[keep])  # [B, L, vocab] or [N, vocab]
-        loss = None
+        loss = rel_loss = None
         if labels is not None:
             target = labels if keep is None else labels[keep]
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                    ignore_index=-100, label_smoothing=label_smoothing)
+            if fusion.reliability_logit is not None and fusion.draw is not None:
+                rel_loss = agreement_loss(fusion.reliability_logit, fusion.draw.agree)
+                if rel_loss is not None:
+                    loss = loss + self.config.reliability_loss_weight * rel_loss
         route = fusion.route
         return AVWhisperOutput(
             loss=loss,
@@ -453,115 +502,11 @@ class AVWhisperForConditionalGeneration(nn.Module):
             route_logits=None if route is None else route.logits,
             encoder_scale=None if route is None else route.encoder_scale,
             decoder_scale=None if route is None else route.decoder_scale,
+            video_reliability=fusion.video_reliability,
+            reliability_loss=rel_loss,
             encoder_last_hidden_state=encoder_hidden,
             cache=cache,
         )
-
-    # --------------------------------------------------------------------------- generate
-    _IGNORED_GENERATE_KWARGS = {"do_sample": False, "num_return_sequences": 1, "use_cache": True}
-
-    @torch.no_grad()
-    def decoder_step(
-        self,
-        input_features: torch.Tensor | None = None,
-        video: torch.Tensor | None = None,
-        video_padding_mask: torch.Tensor | None = None,
-        levels: torch.Tensor | None = None,
-        input_lengths: torch.Tensor | None = None,
-        suppress_tokens: list[int] | None = None,
-        use_cache: bool = True,
-    ) -> tuple[ModelStep, torch.Tensor | None]:
-        """Run the encoder, video front-end and router once; return the decoder's step and the route probabilities.
-
-        The step (see `generation`) gives next-token log-probabilities with Whisper's KV cache and the video
-        states of every fused decoder layer; greedy / beam search or an ensemble drive it.
-        Shapes: inputs as in `forward` (batch B). Returns (step, route_probs [B, 3] or None without routing).
-        Modality dropout is never applied here.
-        """
-        fusion = self.prepare_fusion(
-            input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
-        )
-        encoder_hidden = self.encoder_states(fusion)
-
-        def fusion_kwargs(repeat: int) -> dict:
-            return fusion.kwargs("decoder", repeat=repeat) if self.config.fuse_decoder else {}
-
-        step = ModelStep(self.decode, self.whisper.proj_out, encoder_hidden, fusion_kwargs, suppress_tokens, use_cache)
-        return step, None if fusion.route is None else fusion.route.route_probs
-
-    @torch.no_grad()
-    def generate(
-        self,
-        input_features: torch.Tensor | None = None,
-        video: torch.Tensor | None = None,
-        video_padding_mask: torch.Tensor | None = None,
-        levels: torch.Tensor | None = None,
-        decoder_input_ids: torch.Tensor | None = None,
-        max_new_tokens: int | None = None,
-        num_beams: int = 1,
-        eos_token_id: int | list[int] | None = None,
-        pad_token_id: int | None = None,
-        length_penalty: float = 1.0,
-        suppress_tokens: list[int] | None = None,
-        input_lengths: torch.Tensor | None = None,
-        constraint: TokenTrie | None = None,
-        return_route_probs: bool = False,
-        loop_repeats: int | None = None,
-        **kwargs,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
-        """Greedy (num_beams=1) or beam search decoding with Whisper's KV cache (`generation`).
-
-        Shapes:
-            input_features [B, n_mels, T_a]; video [B, T_v, 88, 88]; video_padding_mask [B, T_v]; levels [B]
-            decoder_input_ids [B, P] prompt (same length for all samples); default: decoder_start_token_id
-        Returns:
-            [B, P + N] token ids including the prompt; finished sequences are right-padded with
-            `pad_token_id` (default: Whisper's pad token). `eos_token_id` may be one id or a list
-            (default: Whisper's eos; an id that never occurs, e.g. -1, disables stopping). No token
-            is suppressed unless listed in `suppress_tokens`. Beam scores are sum of log-probs divided
-            by (number of generated tokens) ** length_penalty. With `return_route_probs`: (ids, route
-            probabilities [B, 3] of the router, or None), computed in the same pass.
-
-        `constraint` (a `TokenTrie`, e.g. `TokenTrie.from_words(tokenizer, words, char_level=True)`)
-        restricts the tokens after the prompt to one allowed sequence followed by end-of-text; with
-        beam search the scores stay the model's own log-probabilities (masked after the log-softmax).
-
-        `loop_repeats` (None: off, as Whisper): a transcript ending in that many back-to-back copies of one
-        token sequence ("yes yes yes yes") is a loop, cut to one copy and ended (`generation.cut_loops`).
-
-        The encoder, video front-end and router run once; the video states (and the decoder
-        fusion scale) are repeated per beam and passed to every decoder step. Modality dropout
-        is never applied here.
-        """
-        for key, value in kwargs.items():
-            if key not in self._IGNORED_GENERATE_KWARGS or value != self._IGNORED_GENERATE_KWARGS[key]:
-                raise TypeError(f"generate() got an unsupported argument {key}={value!r}")
-        wcfg = self.whisper.config
-        eos_token_id = wcfg.eos_token_id if eos_token_id is None else eos_token_id
-        eos_ids = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id or [])
-        if pad_token_id is None:
-            pad_token_id = wcfg.pad_token_id if wcfg.pad_token_id is not None else eos_ids[0]
-        check_constraint(eos_ids, constraint)  # before the encoder runs: fail fast
-        bsz = (input_features if input_features is not None else video).shape[0]
-        device = self.device
-        if decoder_input_ids is None:
-            decoder_input_ids = torch.full((bsz, 1), wcfg.decoder_start_token_id, dtype=torch.long, device=device)
-        decoder_input_ids = decoder_input_ids.to(device=device, dtype=torch.long)
-        room = wcfg.max_target_positions - decoder_input_ids.shape[1]
-        max_new_tokens = room if max_new_tokens is None else min(max_new_tokens, room)
-        if max_new_tokens <= 0:
-            return (decoder_input_ids, None) if return_route_probs else decoder_input_ids
-
-        step, route_probs = self.decoder_step(
-            input_features, video, video_padding_mask, levels, input_lengths, suppress_tokens
-        )
-        if num_beams <= 1:
-            ids = greedy_search(step, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint,
-                                loop_repeats)
-        else:
-            ids = beam_search(step, decoder_input_ids, max_new_tokens, num_beams, eos_ids, pad_token_id,
-                              length_penalty, constraint, loop_repeats)
-        return (ids, route_probs) if return_route_probs else ids
 
     # ------------------------------------------------------------------------ save / load
     def save_pretrained(self, save_directory: str | os.PathLike) -> None:

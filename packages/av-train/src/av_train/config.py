@@ -148,7 +148,20 @@ class TrainingConfig:
     its audio kept: the model learns to fall back on the audio when the lips carry no word."""
     video_mismatch_prob: float = 0.0
     """Probability of giving a training sample the lips of another sample of its batch, its audio kept: the model
-    learns not to follow lips that contradict the audio. With the three above: exclusive outcomes, sum <= 1."""
+    learns not to follow lips that contradict the audio. With the four others: exclusive outcomes, sum <= 1."""
+    video_fault_prob: float = 0.0
+    """Probability of one lip-video fault per training sample, its audio kept: wrong lips, a still face, an offset
+    of 80-480 ms, occlusion, blur, held frames or black frames (drawn from video_fault_classes; docs/
+    GATING_AND_ROUTING.md 6)."""
+    video_fault_classes: list[str] | None = None
+    """The faults video_fault_prob draws from (null: all of wrong, frozen, shift, occlusion, blur, low_fps, black)."""
+    video_reliability: bool = False
+    """A per-clip video reliability scorer: does the lip video agree with the sound? Its score in (0, 1) scales
+    every fused block, so the model falls back on the audio when the lips do not belong to it."""
+    reliability_loss_weight: float = 1.0
+    """Weight of the reliability scorer's agreement loss (against the labels of the training faults)."""
+    reliability_cutoff: float = 0.0
+    """At inference, a clip whose reliability is below this value is recognised from the audio alone."""
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
@@ -412,7 +425,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "fusion_location", "soft_fusion_routing", "routing_use_level", "router_emits_gates", "router_train_only",
         "video_encoder_ckpt",
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
-        "video_clip_norm", "video_frame_size", "video_frozen_prob", "video_mismatch_prob",
+        "video_clip_norm", "video_frame_size", "video_frozen_prob", "video_mismatch_prob", "video_fault_prob",
+        "video_fault_classes", "video_reliability", "reliability_loss_weight", "reliability_cutoff",
     ]
     if not cfg.uses_video:
         for key in av_only:
@@ -426,6 +440,8 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         for key, why in (("audio_dropout", "there is no audio to drop"), ("video_dropout", "the video is the only input"),
                          ("video_frozen_prob", "there is no audio to fall back on"),
                          ("video_mismatch_prob", "there is no audio to fall back on"),
+                         ("video_fault_prob", "there is no audio to fall back on"),
+                         ("video_reliability", "there is no audio to agree with"),
                          ("noise_prob", "the audio is never heard"), ("soft_fusion_routing", "there is no audio to route")):
             if getattr(cfg, key):
                 raise ConfigError(f"{source}: {key!r} makes no sense with modality: video ({why}); remove it.")
@@ -510,32 +526,17 @@ _MODEL_FIELD_KEYS = {"xattn_gate_init": "gate_init", "avhubert_checkpoint": "vid
 
 
 def model_config(cfg: TrainingConfig):
-    """The `AVWhisperConfig` of the model a run trains (its rules reject bad model options: see `check`)."""
+    """The `AVWhisperConfig` of the model a run trains (its rules reject bad model options: see `check`): every
+    model field takes the option of the same name, or the one `_MODEL_FIELD_KEYS` names."""
+    import dataclasses
+
     from av_fusion_models.configuration import AVWhisperConfig
 
-    return AVWhisperConfig(
-        fusion_location=cfg.effective_fusion_location,
-        video_encoder=cfg.video_encoder,
-        resnet_width=cfg.resnet_width,
-        avhubert_size=cfg.avhubert_size,
-        avhubert_checkpoint=cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
-        xattn_heads=cfg.xattn_heads,
-        xattn_gate_init=cfg.gate_init,
-        video_only=not cfg.uses_audio,
-        video_positional=cfg.video_positional,
-        video_clip_norm=cfg.video_clip_norm,
-        video_frame_size=cfg.video_frame_size,
-        soft_fusion_routing=cfg.soft_fusion_routing,
-        routing_hidden_dim=cfg.routing_hidden_dim,
-        routing_dropout=cfg.routing_dropout,
-        routing_use_level=cfg.routing_use_level,
-        router_emits_gates=cfg.router_emits_gates,
-        cut_encoder_positions=cfg.cut_encoder_positions,
-        video_dropout=cfg.video_dropout,
-        audio_dropout=cfg.audio_dropout,
-        video_frozen_prob=cfg.video_frozen_prob,
-        video_mismatch_prob=cfg.video_mismatch_prob,
-    )
+    derived = {"fusion_location": cfg.effective_fusion_location, "video_only": not cfg.uses_audio,
+               "avhubert_checkpoint": cfg.video_encoder_ckpt if cfg.video_encoder == "avhubert" else None,
+               "xattn_gate_init": cfg.gate_init}
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(AVWhisperConfig) if f.name in _FIELDS}
+    return AVWhisperConfig(**{**values, **derived})
 
 
 def _check_model_options(cfg: TrainingConfig, source: str) -> None:

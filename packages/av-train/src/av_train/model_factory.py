@@ -182,7 +182,9 @@ def build_model(cfg: TrainingConfig):
         state = _strip(load_state_dict_safely(video_ckpt), "model.")
         with _lora_of(video_ckpt, state, model):
             result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if "router" not in k]
+        # a router or a reliability scorer new to this run starts fresh; anything else must come from the checkpoint
+        fresh = [k for k in result.missing_keys if k.startswith(("router.", "reliability."))]
+        missing = [k for k in result.missing_keys if k not in fresh]
         if missing or result.unexpected_keys:
             raise CheckpointError(
                 f"pt_video_ckpt {video_ckpt} does not fit this model: missing {missing[:5]}, "
@@ -190,7 +192,7 @@ def build_model(cfg: TrainingConfig):
                 "Whisper, video encoder and fusion blocks."
             )
         log.info("initialised the audio-visual model from %s%s", video_ckpt,
-                 f" ({len(result.missing_keys)} router parameters start fresh)" if result.missing_keys else "")
+                 f" ({len(fresh)} router / reliability parameters start fresh)" if fresh else "")
 
     if cfg.finetune == "lora":
         from av_train.lora import add_lora

@@ -28,15 +28,21 @@ def model_inputs(batch: dict, cfg, device: torch.device | None = None) -> dict:
     return kw
 
 
-def predictions(metas: Sequence[dict], hypotheses: Sequence[str], route_probs=None) -> list[Prediction]:
+def predictions(metas: Sequence[dict], hypotheses: Sequence[str], route_probs=None,
+                video_reliability=None) -> list[Prediction]:
     """One `Prediction` per utterance of a batch: its metadata (``batch["meta"]``), the decoded text and, for
-    router models, its route probabilities (a [B, 3] tensor or nested list; None for other models)."""
+    router models, its route probabilities (a [B, 3] tensor or nested list; None for other models), for models
+    with a reliability scorer the video's reliability ([B]; None for other models)."""
     if route_probs is None:
         routes = [None] * len(hypotheses)
     else:
         routes = route_probs.float().cpu().tolist() if torch.is_tensor(route_probs) else route_probs
+    if video_reliability is None:
+        trust = [None] * len(hypotheses)
+    else:
+        trust = video_reliability.float().cpu().tolist() if torch.is_tensor(video_reliability) else video_reliability
     return [
         Prediction(meta["utt_id"], meta["word"], hyp, meta["speaker"], meta["level"], meta["category"],
-                   tuple(float(x) for x in p) if p is not None else None)
-        for meta, hyp, p in zip(metas, hypotheses, routes)
+                   tuple(float(x) for x in p) if p is not None else None, None if r is None else float(r))
+        for meta, hyp, p, r in zip(metas, hypotheses, routes, trust)
     ]

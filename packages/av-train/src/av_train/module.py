@@ -72,6 +72,8 @@ class AVSRModule(L.LightningModule):
         # the loss only: the vocabulary projection skips the batch's padded label positions
         out = self(batch, label_smoothing=self.cfg.label_smoothing, return_logits=False)
         self.log("train/loss", out.loss, prog_bar=True, batch_size=len(batch["meta"]))
+        if out.reliability_loss is not None:  # the reliability scorer's agreement loss (part of train/loss)
+            self.log("train/reliability_loss", out.reliability_loss, batch_size=len(batch["meta"]))
         return out.loss
 
     # --- validation ------------------------------------------------------------------------------
@@ -100,7 +102,8 @@ class AVSRModule(L.LightningModule):
                 hyps.append(self.targets.decode(seq[keep].tolist()))
         else:
             hyps = self.decode(batch)
-        self._val_preds.extend(predictions(batch["meta"], hyps, getattr(out, "route_probs", None)))
+        self._val_preds.extend(predictions(batch["meta"], hyps, getattr(out, "route_probs", None),
+                                           getattr(out, "video_reliability", None)))
 
     def _gather(self, items: list) -> list:
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -142,6 +145,11 @@ class AVSRModule(L.LightningModule):
                 mean = torch.tensor(probs).mean(0).tolist()
                 for name, v in zip(("enc_only", "dec_only", "both"), mean):
                     metrics[f"route/{level}_{name}"] = v
+        # How far the reliability scorer trusted the (good) validation video, per level.
+        for level in LEVELS:
+            trust = [p.video_reliability for p in preds if p.level == level and p.video_reliability is not None]
+            if trust:
+                metrics[f"reliability/{level}"] = float(sum(trust) / len(trust))
         # The gates' openings (tanh g): a fused model whose gates stay near 0 ignores the video.
         gate_fn = getattr(self.model, "gate_values", None)
         for block, gates in (gate_fn() if gate_fn else {}).items():

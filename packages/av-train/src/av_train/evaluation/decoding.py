@@ -55,16 +55,17 @@ def eval_dataset(run: LoadedRun, samples: list[Sample], with_video: bool, with_a
 def decode_batch(
     runs: Sequence[LoadedRun], inputs: Sequence[dict], prompt: torch.Tensor, max_new_tokens: int,
     eos_token_id: int, pad_token_id: int | None = None, num_beams: int = 1, use_cache: bool = True,
-    constraint=None, loop_repeats: int | None = None,
-) -> tuple[torch.Tensor, list[torch.Tensor | None]]:
+    constraint=None, loop_repeats: int | None = None, return_reliability: bool = False,
+) -> tuple:
     """One batch decoded by one run or the true ensemble of several (av_fusion_models.generation).
 
     The ensemble averages the members' log-probabilities at every step (`EnsembleStep`), greedy or beam.
     Shapes:
         inputs[k]: keyword inputs of run k's model (``model_inputs``); prompt [B, P], the same for every run
     Returns:
-        ids [B, P + N] (finished rows padded with ``pad_token_id``, default the end-of-text id), and per run
-        its route probabilities [B, 3] (None for models without a router)
+        ids [B, P + N] (finished rows padded with ``pad_token_id``, default the end-of-text id), per run
+        its route probabilities [B, 3] (None for models without a router), and with ``return_reliability`` per
+        run its video reliability [B] (None for models without a reliability scorer)
     """
     if not runs:
         raise ValueError("an ensemble needs at least one model")
@@ -79,6 +80,7 @@ def decode_batch(
         step, route = m.decoder_step(**kw, use_cache=use_cache)
         steps.append(step)
         routes.append(None if route is None else route.float().cpu())
+    reliabilities = [None if s.video_reliability is None else s.video_reliability.float().cpu() for s in steps]
     step = steps[0] if len(steps) == 1 else EnsembleStep(steps)
     max_new_tokens = min(max_new_tokens, room)
     if num_beams > 1:
@@ -87,7 +89,7 @@ def decode_batch(
     else:
         ids = greedy_search(step, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint,
                             loop_repeats=loop_repeats)
-    return ids, routes
+    return (ids, routes, reliabilities) if return_reliability else (ids, routes)
 
 
 def decode_runs(
@@ -127,9 +129,10 @@ def decode_runs(
     for batch in tqdm(loader, desc=desc or f"decoding {split}", disable=not progress, leave=False):
         prompt = torch.tensor(first.targets.prompt, device=device).repeat(len(batch["meta"]), 1)
         inputs = [model_inputs(batch, r.cfg, device) for r in runs]
-        ids, routes = decode_batch(runs, inputs, prompt, first.cfg.max_new_tokens, first.targets.eot,
+        ids, routes, trust = decode_batch(runs, inputs, prompt, first.cfg.max_new_tokens, first.targets.eot,
                                    num_beams=beams, use_cache=use_cache, constraint=constraint,
-                                   loop_repeats=first.cfg.decoding_loop_repeats)
+                                   loop_repeats=first.cfg.decoding_loop_repeats, return_reliability=True)
         hyps = [first.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
-        preds.extend(predictions(batch["meta"], hyps, routes[0] if len(runs) == 1 else None))
+        preds.extend(predictions(batch["meta"], hyps, routes[0] if len(runs) == 1 else None,
+                                 trust[0] if len(runs) == 1 else None))
     return preds
