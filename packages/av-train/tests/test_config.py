@@ -40,7 +40,11 @@ def test_ints_are_accepted_for_floats():
         ({"modality": "audio_visual", "video_dropout": 0.6, "audio_dropout": 0.5}, "must be <= 1"),
         ({"modality": "audio_visual", "video_dropout": 1.5}, "video_dropout must be in \\[0, 1\\]"),
         ({"modality": "audio_visual", "audio_dropout": 0.5, "video_frozen_prob": 0.3, "video_mismatch_prob": 0.3},
-         "video_mismatch_prob must be <= 1"),
+         "video_fault_prob must be <= 1"),
+        ({"modality": "audio_visual", "audio_dropout": 0.5, "video_fault_prob": 0.6}, "video_fault_prob must be <= 1"),
+        ({"modality": "audio_visual", "video_fault_classes": ["shift", "mirror"]}, "video_fault_classes must be"),
+        ({"modality": "video", "fusion_location": "decoder", "video_reliability": True},
+         "there is no audio to agree with"),
         ({"video_mismatch_prob": 0.1}, "'video_mismatch_prob' is an audio-visual option"),
         ({"modality": "video", "video_frozen_prob": 0.1}, "no audio to fall back on"),
         ({"modality": "audio_visual", "resnet_width": 0}, "resnet_width must be >= 1"),
@@ -194,3 +198,17 @@ def test_broken_yaml_is_one_line_with_its_position(tmp_path):
     f.write_bytes(b"\xc1\xff\x00")
     with pytest.raises(ConfigError, match="not a text file"):
         load_config(f)
+
+
+def test_model_selection_and_heldout_fraction():
+    assert from_dict(base()).model_selection == "test"  # B2, as the original system
+    cfg = from_dict(base(model_selection="heldout", heldout_fraction=0.5))
+    assert (cfg.model_selection, cfg.heldout_fraction) == ("heldout", 0.5)
+    for bad in (0, 0.0, -0.1, 0.51, 1):
+        with pytest.raises(ConfigError, match=r"'heldout_fraction' must be in \(0, 0.5\]"):
+            from_dict(base(model_selection="heldout", heldout_fraction=bad))
+    with pytest.raises(ConfigError, match="model_selection"):
+        from_dict(base(model_selection="B1"))
+    with pytest.raises(ConfigError, match="applies to model_selection: heldout only"):
+        from_dict(base(heldout_fraction=0.2))
+    from_dict(base(**from_dict(base()).to_dict()))  # a saved config.yaml lists the default: not a contradiction

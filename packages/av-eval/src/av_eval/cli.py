@@ -19,6 +19,7 @@ from av_eval.aggregate import summarize_reports
 from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
 from av_eval.predictions import atomic_write_text, read_predictions, write_predictions
+from av_eval.reliability import plot_reliability_per_level, reliability_markdown, reliability_per_level, write_reliability
 from av_eval.report import (
     comparison_table,
     plot_levels,
@@ -50,6 +51,10 @@ def _score(args: argparse.Namespace) -> int:
         routes = route_probs_per_level(preds)
         if routes is not None:
             plot_route_probs({name: routes}, out_dir / f"{name}_route_probs.png")
+        trust = reliability_per_level(preds)
+        if trust is not None:  # a model with a video reliability scorer: how far it trusted the lips, per level
+            write_reliability(trust, out_dir / f"{name}_reliability.json")
+            plot_reliability_per_level({name: preds}, out_dir / f"{name}_reliability.png")
         print(f"{p}: {report.total.n} utterances -> {written['json']}")
     print(comparison_table(reports))
     if len(reports) > 1 and args.output:
@@ -91,6 +96,8 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
     print(f"{predictor.name}: {len(checkpoints)} checkpoint(s) under {folder} -> {out}")
     reports: dict[str, Report] = {}
     routes: dict[str, dict] = {}
+    trust: dict[str, dict] = {}
+    trust_preds: dict[str, list] = {}
     failed: dict[str, str] = {}
     for ckpt in checkpoints:
         options = {} if decode_vocabulary is None else {"decode_vocabulary": decode_vocabulary}
@@ -111,6 +118,10 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
         r = route_probs_per_level(result.predictions)
         if r is not None:
             routes[name] = r
+        t = reliability_per_level(result.predictions)
+        if t is not None:
+            trust[name], trust_preds[name] = t, result.predictions
+            write_reliability(t, run_dir / "reliability.json")
         reports[name] = report
         print(f"  {ckpt}: {report.total.n} utterances, WER {100 * report.total.wer:.1f}%")
     if not reports:
@@ -136,6 +147,10 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
                for name, r in routes.items()]
     else:
         md += ["Router: no run has a soft router (no route probabilities in the predictions); plot skipped."]
+    if trust:
+        plot_reliability_per_level(trust_preds, out / "reliability_levels.png")
+        md += ["", "## Video reliability per level (0 = the audio alone, 1 = the lips at full weight)", "",
+               reliability_markdown(trust)]
     atomic_write_text(out / "summary.md", "\n".join(md) + "\n")
     print(comparison_table(reports))
     return {"reports": reports, "summaries": summaries, "routes": routes, "output": out, "failed": failed}

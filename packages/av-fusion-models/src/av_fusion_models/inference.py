@@ -36,6 +36,9 @@ class Recognition:
     """(word, log p(word | input)) best first, under the closed vocabulary; empty for open decoding."""
     route_probs: dict[str, float] | None = None
     """Router models: probability of each fusion route (encoder / decoder / both)."""
+    video_reliability: float | None = None
+    """Models with a reliability scorer (`AVWhisperConfig.video_reliability`) and video: how far the lips were
+    trusted, 0 (the audio alone) .. 1 (the video at the full weight the model learned)."""
 
 
 def _fusion_state(model, inputs: dict):
@@ -43,7 +46,7 @@ def _fusion_state(model, inputs: dict):
         inputs.get("input_features"), inputs.get("video"), inputs.get("video_padding_mask"), inputs.get("levels"),
         inputs.get("input_lengths"), modality_dropout=False,
     )
-    return fusion, model.encode(fusion.input_features, fusion)
+    return fusion, model.encoder_states(fusion)  # with the video reliability the decoder's fusion is scaled by
 
 
 def _select(kwargs: dict, i: int, repeat: int) -> dict:
@@ -151,14 +154,15 @@ def recognize_inputs(
     inputs = {k: v.to(device) for k, v in inputs.items()}
     bsz = _batch_size(inputs)
     prompt = torch.tensor(processor.prompt_ids, device=device).repeat(bsz, 1)
-    ids, route_probs = model.generate(
+    ids, route_probs, trust = model.generate(
         **inputs, decoder_input_ids=prompt, max_new_tokens=processor.max_new_tokens,
         num_beams=num_beams or processor.num_beams, eos_token_id=processor.eos_token_id,
-        constraint=processor.constraint(), return_route_probs=True, loop_repeats=processor.loop_repeats,
+        constraint=processor.constraint(), return_video_reliability=True, loop_repeats=processor.loop_repeats,
     )
     texts = processor.batch_decode(ids[:, prompt.shape[1]:])
     ranked = rank_vocabulary(model, processor, inputs, top_k) if processor.vocabulary else [[] for _ in texts]
     routes: list[dict[str, float] | None] = [None] * bsz
     if route_probs is not None:  # no router, or no video (sound alone): nothing was routed, routes stay None
         routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in route_probs.float().cpu()]
-    return [Recognition(t, r, rp) for t, r, rp in zip(texts, ranked, routes)]
+    trusts = [None] * bsz if trust is None else [float(x) for x in trust.float().cpu()]
+    return [Recognition(t, r, rp, tr) for t, r, rp, tr in zip(texts, ranked, routes, trusts)]
