@@ -1,8 +1,9 @@
 """The one typed training configuration, loaded from YAML with strict checking.
 
 Unknown keys, wrong types and contradictory combinations are errors that name the key (and the
-file) and suggest the nearest valid key. The resolved config is saved next to every checkpoint.
-docs/CONFIG.md documents every field; ``describe_fields()`` produces that table.
+file) and suggest the nearest valid key (the value-against-annotation checks: ``av_train.config_types``). The
+resolved config is saved next to every checkpoint. docs/CONFIG.md documents every field; ``describe_fields()``
+produces that table.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from av_train.config_types import type_name, type_ok
 
 
 class ConfigError(ValueError):
@@ -228,11 +230,23 @@ class TrainingConfig:
     """Validations without improvement of early_stopping_metric before training stops (0: no early stopping)."""
     early_stopping_metric: str = "val/wer"
     """Metric that selects best.ckpt and drives early stopping (``val/wer``, ``val/cer``, ``val/wsr``
-    (maximised), ``val/wer_macro``, ``val/wer_<level>``, ``val/loss``)."""
+    (maximised), ``val/wer_macro``, ``val/wer_<level>``, ``val/loss``), measured on the utterances that
+    model_selection names."""
+    model_selection: Literal["test", "heldout"] = "test"
+    """Which utterances are validated on, and so choose best.ckpt and stop training early. ``test``: block B2, the
+    block the scores are reported on (as the original system and the field do; the scores are then optimistic).
+    ``heldout``: a held-out part of the training blocks B1 + B3 (heldout_fraction of each speaker's utterances,
+    every microphone of them out of training; validated on the first microphone); best.ckpt is then scored on B2
+    once, after training (``predictions_B2.jsonl``, ``metrics.*`` as with ``test``; the held-out scores go to
+    ``predictions_heldout.jsonl``, ``metrics_heldout.*``). See docs/METRICS.md, "Which utterances choose the checkpoint"."""
+    heldout_fraction: float = 0.1
+    """model_selection: heldout: share of each speaker's B1 + B3 utterances held out of training, in (0, 0.5] (at
+    least one per speaker; which ones is drawn from ``seed``)."""
 
     # --- validation and decoding -----------------------------------------------------------------
     validate_model: bool = False
-    """Run validation only (from best.ckpt when it exists, else the initial weights)."""
+    """Run validation only (from best.ckpt when it exists, else the initial weights; with model_selection: heldout,
+    the held-out utterances and then B2)."""
     validation_decoding: Literal["teacher_forced", "autoregressive"] = "autoregressive"
     """Decoding during per-epoch validation: ``teacher_forced`` (argmax given the true prefix; fast) or
     ``autoregressive`` (generation as in use). The final scores after training are always autoregressive."""
@@ -326,78 +340,6 @@ def _nearest(name: str) -> str:
     return f" Did you mean {close[0]!r}?" if close else ""
 
 
-def _type_ok(value: Any, tp: Any) -> tuple[bool, Any]:
-    """Check ``value`` against a dataclass annotation; returns (ok, possibly coerced value)."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return True, value
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(tp):
-            ok, v = _type_ok(value, arg)
-            if ok:
-                return True, v
-        return False, value
-    if tp is type(None):
-        return value is None, value
-    if origin is Literal:
-        return value in typing.get_args(tp), value
-    if origin is list:
-        if not isinstance(value, list):
-            return False, value
-        (item,) = typing.get_args(tp)
-        out = []
-        for v in value:
-            ok, cv = _type_ok(v, item)
-            if not ok:
-                return False, value
-            out.append(cv)
-        return True, out
-    if origin is dict:
-        if not isinstance(value, dict):
-            return False, value
-        kt, vt = typing.get_args(tp)
-        out = {}
-        for k, v in value.items():
-            ok1, ck = _type_ok(k, kt)
-            ok2, cv = _type_ok(v, vt)
-            if not (ok1 and ok2):
-                return False, value
-            out[ck] = cv
-        return True, out
-    if tp is float:
-        if isinstance(value, bool):
-            return False, value
-        if isinstance(value, (int, float)):
-            return True, float(value)
-        if isinstance(value, str):  # PyYAML 1.1 reads `1e-3` (no dot) as a string; it means the number
-            try:
-                number = float(value.strip())
-            except ValueError:
-                return False, value
-            return (True, number) if math.isfinite(number) else (False, value)
-        return False, value
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool), value
-    if tp is bool:
-        return isinstance(value, bool), value
-    if tp is str:
-        return isinstance(value, str), value
-    return isinstance(value, tp), value
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return " | ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in typing.get_args(tp))
-    if tp is type(None):
-        return "null"
-    if isinstance(tp, type) and origin is None:
-        return tp.__name__
-    return str(tp).replace("typing.", "")
-
-
 def from_dict(data: dict[str, Any], source: str = "config") -> TrainingConfig:
     """Build and check a config from a mapping (``source`` names the file in errors)."""
     if not isinstance(data, dict):
@@ -407,10 +349,10 @@ def from_dict(data: dict[str, Any], source: str = "config") -> TrainingConfig:
     for key, value in data.items():
         if key not in _FIELDS:
             raise ConfigError(f"{source}: unknown option {key!r}.{_nearest(str(key))} See docs/CONFIG.md.")
-        ok, coerced = _type_ok(value, hints[key])
+        ok, coerced = type_ok(value, hints[key])
         if not ok:
             raise ConfigError(
-                f"{source}: option {key!r} must be {_type_name(hints[key])}, got {value!r} ({type(value).__name__})"
+                f"{source}: option {key!r} must be {type_name(hints[key])}, got {value!r} ({type(value).__name__})"
             )
         values[key] = coerced
     cfg = TrainingConfig(**values)
@@ -519,6 +461,13 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'weight_decay' must be >= 0, got {cfg.weight_decay}")
     if not cfg.decode_vocabulary:
         raise ConfigError(f"{source}: 'decode_vocabulary' must be open, uaspeech or a word-list file")
+    if not 0.0 < cfg.heldout_fraction <= 0.5:
+        raise ConfigError(f"{source}: 'heldout_fraction' must be in (0, 0.5] (a share of each speaker's training "
+                          f"utterances), got {cfg.heldout_fraction}")
+    if (cfg.model_selection != "heldout" and "heldout_fraction" in explicit
+            and cfg.heldout_fraction != _FIELDS["heldout_fraction"].default):
+        raise ConfigError(f"{source}: 'heldout_fraction' applies to model_selection: heldout only; set "
+                          "model_selection: heldout or remove it")
 
 
 # the option of a TrainingConfig that sets each AVWhisperConfig field named differently (the others share a name)
@@ -594,6 +543,6 @@ def describe_fields() -> str:
     rows = ["| option | type | default | meaning |", "|---|---|---|---|"]
     for name, f in _FIELDS.items():
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
-        type_cell = _type_name(hints[name]).replace("|", "\\|")
+        type_cell = type_name(hints[name]).replace("|", "\\|")
         rows.append(f"| `{name}` | {type_cell} | `{default!r}` | {docs.get(name, '')} |")
     return "\n".join(rows) + "\n"

@@ -76,8 +76,11 @@ class AVSRModule(L.LightningModule):
             self.log("train/reliability_loss", out.reliability_loss, batch_size=len(batch["meta"]))
         return out.loss
 
-    # --- validation ------------------------------------------------------------------------------
+    # --- validation (the utterances that choose the checkpoint) and test (block B2) --------------
     def on_validation_epoch_start(self) -> None:
+        self._val_preds = []
+
+    def on_test_epoch_start(self) -> None:
         self._val_preds = []
 
     @torch.no_grad()
@@ -92,8 +95,14 @@ class AVSRModule(L.LightningModule):
         return [self.targets.decode(seq[prompt.shape[1]:].tolist()) for seq in ids]
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def _eval_step(self, batch: dict, prefix: str) -> None:
         out = self(batch)
-        self.log("val/loss", out.loss, batch_size=len(batch["meta"]), sync_dist=True)
+        self.log(f"{prefix}/loss", out.loss, batch_size=len(batch["meta"]), sync_dist=True)
         if self.cfg.validation_decoding == "teacher_forced":
             pred_ids = out.logits.argmax(-1)
             hyps = []
@@ -124,6 +133,13 @@ class AVSRModule(L.LightningModule):
         return self._train_words
 
     def on_validation_epoch_end(self) -> None:
+        self._score("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._score("test")
+
+    def _score(self, prefix: str) -> None:
+        """Score the epoch's predictions (``last_report``) and log them as ``<prefix>/...``."""
         preds = self._gather(self._val_preds)
         # The distributed sampler may repeat utterances to even out shards: keep one of each.
         preds = list({p.utt_id: p for p in preds}.values())
@@ -131,12 +147,16 @@ class AVSRModule(L.LightningModule):
             return
         report = score_predictions(preds, train_words=self._training_words())
         self.last_predictions, self.last_report = preds, report
-        metrics = {"val/wer": report.total.wer, "val/cer": report.total.cer, "val/wsr": report.total.wsr}
-        metrics.update({f"val/{m}_macro": v for m, v in report.macro.items()})
+        pre = prefix  # val: the utterances that choose the checkpoint; test: block B2 after training
+        metrics = {f"{pre}/wer": report.total.wer, f"{pre}/cer": report.total.cer, f"{pre}/wsr": report.total.wsr}
+        metrics.update({f"{pre}/{m}_macro": v for m, v in report.macro.items()})
         for level, s in report.per_level.items():
-            metrics.update({f"val/wer_{level}": s.wer, f"val/cer_{level}": s.cer, f"val/wsr_{level}": s.wsr})
+            metrics.update({f"{pre}/wer_{level}": s.wer, f"{pre}/cer_{level}": s.cer, f"{pre}/wsr_{level}": s.wsr})
         if self.cfg.per_speaker_metrics:
-            metrics.update({f"val_speaker/wer_{spk}": s.wer for spk, s in report.per_speaker.items()})
+            metrics.update({f"{pre}_speaker/wer_{spk}": s.wer for spk, s in report.per_speaker.items()})
+        # route/ and reliability/ are validation's names, test_route/ and test_reliability/ a test pass's; the gates
+        # (the same weights in both) are logged by validation only
+        extra = "" if prefix == "val" else f"{prefix}_"
         # From the de-duplicated predictions, so padded (repeated) utterances count once.
         routes = [(p.level, list(p.route_probs)) for p in preds if p.route_probs is not None]
         for level in LEVELS:
@@ -144,14 +164,14 @@ class AVSRModule(L.LightningModule):
             if probs:
                 mean = torch.tensor(probs).mean(0).tolist()
                 for name, v in zip(("enc_only", "dec_only", "both"), mean):
-                    metrics[f"route/{level}_{name}"] = v
+                    metrics[f"{extra}route/{level}_{name}"] = v
         # How far the reliability scorer trusted the (good) validation video, per level.
         for level in LEVELS:
             trust = [p.video_reliability for p in preds if p.level == level and p.video_reliability is not None]
             if trust:
-                metrics[f"reliability/{level}"] = float(sum(trust) / len(trust))
+                metrics[f"{extra}reliability/{level}"] = float(sum(trust) / len(trust))
         # The gates' openings (tanh g): a fused model whose gates stay near 0 ignores the video.
-        gate_fn = getattr(self.model, "gate_values", None)
+        gate_fn = getattr(self.model, "gate_values", None) if prefix == "val" else None
         for block, gates in (gate_fn() if gate_fn else {}).items():
             for branch, v in gates.items():
                 metrics[f"gate/{block}.{branch}"] = v

@@ -45,7 +45,10 @@ class RunResult:
     best_checkpoint: Path | None
     results_dir: Path
     report: Report | None
+    """The scores of block B2 (``metrics.json``)."""
     predictions_file: Path | None
+    heldout_report: Report | None = None
+    """model_selection: heldout: the scores of the held-out training utterances (``metrics_heldout.json``)."""
 
 
 def _monitor_mode(metric: str) -> str:
@@ -199,9 +202,19 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
             # Final scores: always autoregressive, as the model will be used.
             module.cfg = _with_decoding(cfg, "autoregressive")
             trainer.validate(module, datamodule=datamodule, verbose=False)
+        heldout = heldout_preds = None
+        if cfg.model_selection == "heldout":
+            # validation was the held-out training utterances: the scores of the chosen weights are B2's
+            log.info("model_selection heldout: scoring the selected weights on B2")
+            heldout, heldout_preds = module.last_report, module.last_predictions
+            module.last_report, module.last_predictions = None, []
+            trainer.test(module, datamodule=datamodule, verbose=False)
 
     report = module.last_report
     preds_file = None
+    if trainer.is_global_zero and heldout is not None:
+        write_predictions(cfg.results_dir / "predictions_heldout.jsonl", heldout_preds)
+        write_report(heldout, cfg.results_dir, stem="metrics_heldout")
     if report is not None and trainer.is_global_zero:
         preds_file = write_predictions(cfg.results_dir / "predictions_B2.jsonl", module.last_predictions)
         write_report(report, cfg.results_dir, stem="metrics")
@@ -210,7 +223,8 @@ def _run_locked(cfg: TrainingConfig, resume: Path | None, extra_callbacks: list 
             atomic_write_text(cfg.results_dir / "gates.json", json.dumps(gates, indent=2) + "\n")
         if cfg.per_speaker_metrics:
             log.info("%s", per_speaker_table(report))
-    return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file)
+    return RunResult(cfg.checkpoint_dir, best if best.is_file() else None, cfg.results_dir, report, preds_file,
+                     heldout)
 
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells and schedulers read as "terminated"

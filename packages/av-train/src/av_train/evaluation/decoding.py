@@ -29,7 +29,7 @@ SPLITS: dict[str, tuple[str, str | None]] = {
 
 
 def eval_samples(run: LoadedRun, split: str = "B2", need_video: bool | None = None) -> list[Sample]:
-    """The utterances of ``split`` on the run's first microphone (as validation uses)."""
+    """The utterances of ``split`` on the run's first microphone (as training's B2 scores use)."""
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {sorted(SPLITS)}")
     cfg = run.cfg
