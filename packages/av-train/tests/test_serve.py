@@ -196,6 +196,21 @@ def test_pictures():
         "encoder": 0.2, "decoder": 0.3, "both": 0.5}
 
 
+def test_sync_is_shown_next_to_the_word():
+    from av_train.serve.app import details_line
+    from av_train.serve.cli import build_parser
+    from av_train.serve.recognizer import Result
+
+    r = Result("demo_av", "two", used="audio+video", seconds=0.5, sync_offset_ms=120.0, sync_confidence=0.83,
+               sync_corrected=True)
+    assert "sync: picture 120 ms late (confidence 0.83; re-timed)" in details_line(r, 1.0)
+    r.sync_offset_ms, r.sync_corrected = -40.0, False
+    assert "picture 40 ms early (confidence 0.83; left as it was)" in details_line(r, 1.0)
+    assert "sync" not in details_line(Result("demo_av", "two", used="audio+video"), 1.0)  # --sync off
+    assert build_parser().parse_args(["m", "--sync", "auto"]).sync == "auto"
+    assert build_parser().parse_args(["m"]).sync == "off"
+
+
 # ------------------------------------------------------------------------------------------ server
 @pytest.mark.slow
 def test_page_gives_transcribes_word(server, models, clips, capsys):

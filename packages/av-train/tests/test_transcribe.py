@@ -143,3 +143,67 @@ def test_command_errors_are_one_line(models, media, tmp_path, capsys):
     assert rc == 2 and "'audio' and/or a 'video' column" in err
     rc, [row], _ = run_cli([models["audio"], media / "word.wav", "--vocabulary", "open"], capsys)
     assert rc == 0 and row["top_k"] == []  # open decoding: no closed-vocabulary ranking
+
+
+def _talking_mouth(frames: int = 50, rate: int = 16000, seed: int = 7):
+    """(sound, mouth crops [T, 96, 96] at 25 fps): noise whose loudness follows a few syllable-like bumps, and a
+    dark mouth opening as tall as that loudness (the pair uaspeech-prep's own sync tests use)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames, dtype=float)
+    env = np.zeros(frames)
+    for c in np.sort(rng.uniform(6, frames - 6, size=4)):
+        env += rng.uniform(0.4, 1.0) * np.exp(-0.5 * ((t - c) / rng.uniform(1.2, 2.5)) ** 2)
+    env = np.clip(env, 0, 1)
+    n = int(round(frames / 25.0 * rate))
+    amp = np.interp(np.arange(n) / rate * 25.0, t, env)
+    sound = ((0.01 + 0.5 * amp) * np.random.default_rng(1000).standard_normal(n)).astype(np.float32)
+    crops = np.full((frames, 96, 96), 190, np.uint8)
+    for f, e in zip(crops, env):
+        cv2.ellipse(f, (48, 62), (24, 9 + int(round(10 * e))), 0, 0, 360, 120, -1)
+        cv2.ellipse(f, (48, 62), (18, 1 + int(round(10 * e))), 0, 0, 360, 30, -1)
+    return sound, crops
+
+
+def test_sync_auto_finds_and_undoes_a_late_picture(models, tmp_path, capsys):
+    """--sync auto: a picture 200 ms late (video_faults' late-200ms) is found, re-timed before recognition, and
+    reported; off (the default) and audio-only models report null; the CSV has the columns too."""
+    from av_fusion_models.video_faults import offset_index, parse_video_condition
+    from av_train.inference.transcribe import Item, MouthFinder, transcribe
+    from uaspeech_prep.av_sync import estimate_offset, shift_frames
+
+    sound, crops = _talking_mouth()
+    late = crops[offset_index(len(crops), int(parse_video_condition("late-200ms").value)).numpy()]
+    sf.write(tmp_path / "word.wav", sound, 16000)
+    write_video(tmp_path / "mouth.mp4", list(late), 25.0)
+    (tmp_path / "pair.csv").write_text("id,audio,video\nlate,word.wav,mouth.mp4\n")
+
+    rc, [row], err = run_cli([models["audio_visual"], tmp_path / "pair.csv", "--roi-input", "--sync", "auto"], capsys)
+    assert rc == 0, err
+    assert row["sync_offset_ms"] == 200.0 and row["sync_corrected"] is True and row["sync_confidence"] > 0.7
+    assert row["used"] == "audio+video" and row["text"] in WORDS
+    rc, [row], _ = run_cli([models["audio_visual"], tmp_path / "pair.csv", "--roi-input"], capsys)
+    assert rc == 0 and row["sync_offset_ms"] is None and row["sync_confidence"] is None
+    assert row["sync_corrected"] is None
+    rc, [row], _ = run_cli([models["audio"], tmp_path / "word.wav", "--sync", "auto"], capsys)
+    assert rc == 0 and row["sync_offset_ms"] is None  # nothing to sync without lips
+
+    # the model saw the re-timed crops: what the finder read, shifted back by the 5 frames found
+    model, proc = load_model(models["audio_visual"], "cpu")
+    finder = MouthFinder(roi_input=True)
+    read = finder(tmp_path / "mouth.mp4", proc.video_fps)
+    [out] = transcribe(model, proc, [Item("late", tmp_path / "word.wav", tmp_path / "mouth.mp4")], progress=False,
+                       mouths=finder, sync="auto")
+    assert np.array_equal(finder.last, shift_frames(read, 5)) and out.sync_corrected
+    assert estimate_offset(sound, 16000, finder.last).offset_frames == 0
+
+    csv_out = tmp_path / "out.csv"
+    rc = transcribe_main([str(models["audio_visual"]), str(tmp_path / "pair.csv"), "--roi-input", "--sync", "auto",
+                          "--output", str(csv_out), "--no-progress"])
+    import csv
+
+    [crow] = list(csv.DictReader(csv_out.open()))
+    assert rc == 0 and crow["sync_offset_ms"] == "200.0" and crow["sync_corrected"] == "True"
+    assert list(crow)[:11] == ["input", "audio", "video", "text", "top_k", "route_probs", "used", "seconds", "error",
+                               "sync_offset_ms", "sync_confidence"]  # the older columns first, unchanged

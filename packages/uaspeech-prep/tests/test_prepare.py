@@ -163,6 +163,27 @@ def test_resume_redoes_only_what_is_missing(source, tmp_path):
     assert res.report["summary"]["clips"]["cut"] == 8
 
 
+def test_sync_report_and_correction_after_the_rois(source, prepared, tmp_path, capsys):
+    """--sync-correct: a pass over the finished ROIs writes sync.csv (the rerun resumes, so only the pass works),
+    re-times exactly the clips its rule passes, and records it in the report."""
+    from uaspeech_prep.sync_report import read_sync_csv
+
+    dst = tmp_path / "out"
+    shutil.copytree(prepared[0], dst)
+    assert _cli(["prepare", "--source", str(source.root), "--output", str(dst), "--sync-correct", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    rows = read_sync_csv(dst / "sync.csv")
+    assert set(rows) == set(source.ranges)
+    for r in rows.values():  # the fixture's face is a still photo: whatever was measured, the rule decides
+        measured = r["offset_frames"] != ""
+        rule = measured and float(r["confidence"]) >= 0.7 and abs(int(r["offset_frames"])) >= 2
+        assert (r["corrected"] == "true") == rule
+    rep = json.loads((dst / "prepare_report.json").read_text())
+    assert rep["parameters"]["sync_correct"] == 0.7 and rep["parameters"]["sync_report"] is False
+    assert rep["sync"]["clips"] == 8 and rep["summary"]["rois"]["exists"] == 8
+    assert "sync:" in out and not find_temps(dst)
+
+
 def test_bad_tree_is_reported(source, tmp_path, capsys):
     src = tmp_path / "bad"
     shutil.copytree(source.root, src)

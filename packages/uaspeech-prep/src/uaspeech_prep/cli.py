@@ -1,4 +1,4 @@
-"""``uaspeech-prep`` command line: synth | prepare (and --validate-only) | stats."""
+"""``uaspeech-prep`` command line: synth | prepare (and --validate-only) | stats | sync."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 def build_parser() -> argparse.ArgumentParser:
     from uaspeech_prep.prepare_command import register as register_prepare
     from uaspeech_prep.stats_command import register as register_stats
+    from uaspeech_prep.sync_command import register as register_sync
     from uaspeech_prep.synth.command import register as register_synth
 
     parser = argparse.ArgumentParser(
@@ -20,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_synth(sub)
     register_prepare(sub)
     register_stats(sub)
+    register_sync(sub)
     return parser
 
 

@@ -3,8 +3,9 @@
 Per utterance: copy its wavs to ``DST/audio/<SPK>/`` (copies; the source is never modified), cut its
 clip from the block video (one sequential pass per block video, :mod:`uaspeech_prep.clips`) or copy an
 already-cut clip, crop the lip ROI (:mod:`uaspeech_prep.roi`) and, with ``vad``, write VAD-trimmed wavs
-to ``DST/audio/vad/<SPK>/`` (:mod:`uaspeech_prep.vad`). Then ``manifest.jsonl``, the word list and
-``prepare_report.json``.
+to ``DST/audio/vad/<SPK>/`` (:mod:`uaspeech_prep.vad`). Then ``manifest.jsonl``, the word list, with
+``sync_report`` / ``sync_correct`` ``sync.csv`` (each clip's audio-video offset, the ROI re-timed when confident:
+:mod:`uaspeech_prep.sync_report`, a pass over the finished ROIs) and ``prepare_report.json``.
 
 Every file is written under a temporary name in its directory and renamed when complete. Rerunning
 skips finished outputs (a wav copy with the source's size and mtime; a clip with the expected frame
@@ -131,8 +132,9 @@ def _run_blocks(jobs: list[BlockJob], dst: Path, opts: PrepareOptions) -> dict[s
 
 
 def _write_manifest(index: CorpusIndex, outcomes: dict[str, UttOutcome], existing: list[ManifestRecord],
-                    opts: PrepareOptions, dst: Path) -> int:
-    """``manifest.jsonl``: this run's speakers replaced, the others kept; returns the number of records."""
+                    opts: PrepareOptions, dst: Path) -> tuple[int, list[ManifestRecord]]:
+    """``manifest.jsonl``: this run's speakers replaced, the others kept; returns the number of records and this
+    run's records."""
     from uaspeech_prep.vocab import is_seen, training_words
 
     wl = index.wordlist
@@ -141,7 +143,7 @@ def _write_manifest(index: CorpusIndex, outcomes: dict[str, UttOutcome], existin
                for u in index.utterances.values() if u.utt_id in outcomes]
     all_records = merge_records(existing, records, set(opts.speakers or ()))
     write_manifest(dst / MANIFEST, all_records)
-    return len(all_records)
+    return len(all_records), records
 
 
 def _copy_wordlist(index: CorpusIndex, opts: PrepareOptions, dst: Path) -> None:
@@ -160,6 +162,8 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     opts.source, opts.output = src, dst
     if dst == src:
         raise ValueError("--output must differ from --source (the source is never modified)")
+    if opts.sync_correct is not None and not -1.0 <= opts.sync_correct <= 1.0:
+        raise ValueError(f"--sync-correct {opts.sync_correct:g}: the confidence is a correlation, between -1 and 1")
     _check_landmarker(opts)
     # everything that can refuse the run does so before the first file is written
     existing = _read_existing_manifest(dst / MANIFEST) if opts.speakers else []
@@ -174,13 +178,20 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     jobs, plan_problems = plan(index, opts)
 
     outcomes = _run_blocks(jobs, dst, opts)
-    n_records = _write_manifest(index, outcomes, existing, opts, dst)
+    n_records, records = _write_manifest(index, outcomes, existing, opts, dst)
     _copy_wordlist(index, opts, dst)
+    sync = None
+    if opts.sync:  # sync.csv, and the ROIs re-timed with --sync-correct (uaspeech_prep.sync_report)
+        from uaspeech_prep.sync_report import sync_tree
+
+        sync = sync_tree(dst, records, correct_min=opts.sync_correct, progress=opts.progress)
 
     totals = RunTotals(outcomes, index.problems + plan_problems, index.speakers, n_records)
     report = build_report(totals, opts, index, started, t0)
+    if sync is not None:
+        report["sync"] = sync.to_dict()
     atomic_write_text(dst / REPORT, json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    for line in summary_lines(totals, report["summary"], dst, opts.vad):
+    for line in summary_lines(totals, report["summary"], dst, opts.vad) + ([sync.line()] if sync else []):
         log(line)
     if totals.ok:
         return PrepareResult(0, report, dst / MANIFEST, dst / REPORT)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from uaspeech_prep import corpus
+from uaspeech_prep.sync_command import add_sync_correct
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -60,6 +61,10 @@ def register(subparsers) -> argparse.ArgumentParser:
                    help="only check --output against its manifest (and against the --source index when given)")
     p.add_argument("--tolerance", type=float, default=0.2, metavar="SECONDS",
                    help="--validate-only: allowed gap between ROI length and audio duration (default 0.2 s)")
+    p.add_argument("--sync-report", action="store_true",
+                   help="after the ROIs, estimate each clip's audio-video offset (no learned model) and write "
+                        "sync.csv in the prepared tree: utt_id, offset_ms, confidence, corrected (docs/SYNC.md)")
+    add_sync_correct(p, "--sync-correct", "write sync.csv (as --sync-report) and")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run_command)
     return p
@@ -82,6 +87,6 @@ def run_command(args: argparse.Namespace) -> int:
         model_path=args.landmarker_model, roi_scale=args.roi_scale, roi_smooth_s=args.roi_smooth,
         min_detect_ratio=args.min_face_ratio, progress=not args.quiet, roi_align=args.roi_align,
         detect_every=max(0, args.detect_every), detect_width=max(0, args.detect_width), vad=args.vad,
-        roi_track=args.roi_track,
+        roi_track=args.roi_track, sync_report=args.sync_report, sync_correct=args.sync_correct,
     )
     return prepare(opts).exit_code  # errors: one line from uaspeech_prep.cli.main

@@ -27,6 +27,14 @@ class PrepareOptions:
     detect_width: int = 0
     vad: bool = False
     roi_track: str = "flow"
+    sync_report: bool = False
+    sync_correct: float | None = None
+    """Minimum confidence for re-timing a ROI by its estimated audio-video offset (None: no correction)."""
+
+    @property
+    def sync(self) -> bool:
+        """Whether the run ends with the sync pass (``sync.csv``)."""
+        return self.sync_report or self.sync_correct is not None
 
     def roi_params(self):
         from uaspeech_prep.roi import RoiParams

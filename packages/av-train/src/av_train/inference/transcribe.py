@@ -6,7 +6,11 @@ uaspeech-prep's own ROI code: the same crop as training), an audio file, a mouth
 (``--roi-input``), or a CSV / TSV list with ``audio`` and ``video`` columns (either may be empty).
 
 One JSON line (or CSV row) per input: input, text, top-k words with log-probabilities under a closed
-vocabulary, route probabilities for router models, seconds, error. A file that fails (unreadable, no
+vocabulary, route probabilities for router models, seconds, error, and with ``sync="auto"`` (``--sync auto``)
+the audio-video offset found (``sync_offset_ms``, > 0: the picture lags the sound), its confidence
+(``sync_confidence``) and whether the mouth crops were re-timed by it before recognition (``sync_corrected``:
+at least 2 frames off and confidence >= 0.7, :func:`uaspeech_prep.av_sync.correction_frames`; docs/SYNC.md);
+the three are null when sync is off or the input has no sound or no lips. A file that fails (unreadable, no
 audio track, no face, longer than 30 s) is reported by name and the others go on; the exit code is 1
 when any failed. The output file is written whole at the end (temporary file, then rename).
 
@@ -52,12 +56,18 @@ class Outcome:
     seconds: float = 0.0
     error: str | None = None
     used: str | None = None  # the modalities the model got: audio, video or audio+video
+    sync_offset_ms: float | None = None  # --sync auto: the offset found (> 0: the picture lags the sound)
+    sync_confidence: float | None = None  # its confidence (mean sound-lip correlation at the offset)
+    sync_corrected: bool | None = None  # whether the mouth crops were re-timed by it
 
     def to_dict(self) -> dict:
         return {"input": self.item.name, "audio": None if self.item.audio is None else str(self.item.audio),
                 "video": None if self.item.video is None else str(self.item.video), "text": self.text,
                 "top_k": [[w, round(lp, 4)] for w, lp in self.top_k], "route_probs": self.route_probs,
-                "used": self.used, "seconds": round(self.seconds, 4), "error": self.error}
+                "used": self.used, "seconds": round(self.seconds, 4), "error": self.error,
+                "sync_offset_ms": self.sync_offset_ms,
+                "sync_confidence": None if self.sync_confidence is None else round(self.sync_confidence, 4),
+                "sync_corrected": self.sync_corrected}
 
 
 class TranscribeError(RuntimeError):
@@ -191,14 +201,19 @@ def load_inputs(item: Item, processor: AVWhisperProcessor, mouths: MouthFinder, 
 # ------------------------------------------------------------------------------------------ run
 def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: int = 5, num_beams: int | None = None,
                batch_size: int = 1, allow_audio_only: bool = False, roi_input: bool = False, level: str | None = None,
-               progress: bool = True, mouths: MouthFinder | None = None) -> list[Outcome]:
+               progress: bool = True, mouths: MouthFinder | None = None, sync: str = "off") -> list[Outcome]:
     """Recognise every item; failures are recorded per item (``Outcome.error``), never raised.
+
+    ``sync="auto"``: for each input that gives the model both sound and lips, estimate their offset and re-time
+    the mouth crops by it when it is confident (:func:`sync_mouths`); ``"off"`` (default): use them as they are.
 
     ``mouths``: a MouthFinder to use instead of a new ``MouthFinder(roi_input)``, so that a caller making many
     calls (the web page) keeps one face tracker and reads the crops of its item from ``mouths.last``.
     """
     from tqdm.auto import tqdm
 
+    if sync not in SYNC_MODES:
+        raise TranscribeError(f"sync must be one of {', '.join(SYNC_MODES)}, got {sync!r}")
     mouths = MouthFinder(roi_input) if mouths is None else mouths
     from dataclasses import replace
 
@@ -243,6 +258,9 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
         t0 = time.perf_counter()
         try:
             audio, rate, mouth, used = load_inputs(item, processor, mouths, allow_audio_only)
+            if sync == "auto" and audio is not None and mouth is not None:
+                mouth = sync_mouths(out, audio, rate, mouth, processor.video_fps)
+                mouths.last = mouth  # the crops the model sees (the web page shows them)
             proc = processor if (mouth is not None or not processor.uses_video) else audio_only
             feats = proc(audio=audio, video=mouth, sampling_rate=rate or 16000)
         except (MediaError, InputError) as e:
@@ -254,6 +272,20 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
             flush()
     flush()
     return outcomes
+
+
+SYNC_MODES = ("off", "auto")
+
+
+def sync_mouths(out: Outcome, audio: np.ndarray, rate: int, mouth: np.ndarray, fps: float) -> np.ndarray:
+    """The mouth crops re-timed by their estimated offset against the sound when the estimate is confident
+    (uaspeech_prep.av_sync, no learned model), recorded in ``out``'s ``sync_*`` fields."""
+    from uaspeech_prep.av_sync import correction_frames, estimate_offset, shift_frames
+
+    est = estimate_offset(audio, rate, mouth, fps)
+    shift = correction_frames(est)
+    out.sync_offset_ms, out.sync_confidence, out.sync_corrected = est.offset_ms, est.confidence, bool(shift)
+    return shift_frames(mouth, shift) if shift else mouth
 
 
 def _naming(item: Item, message: str) -> str:

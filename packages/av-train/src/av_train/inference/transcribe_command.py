@@ -34,6 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio-visual models: use the sound alone when a file has no face or no video")
     p.add_argument("--level", choices=LEVEL_NAMES, default=None,
                    help="the speaker's intelligibility level (only for routers trained with routing_use_level)")
+    p.add_argument("--sync", choices=("auto", "off"), default="off",
+                   help="auto: estimate each input's audio-video offset (no learned model) and re-time the mouth "
+                        "crops when it is at least 2 frames and confident; adds sync_offset_ms, sync_confidence "
+                        "and sync_corrected to the output (docs/SYNC.md). Default off")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -67,7 +71,7 @@ def _main(argv: list[str]) -> int:
     if model.config.routing_use_level and args.level is None:
         raise TranscribeError(f"{args.model} routes with the speaker's level: pass --level very_low|low|mid|high")
     outcomes = transcribe(model, processor, items, args.top_k, args.beam, args.batch_size, args.allow_audio_only,
-                          args.roi_input, args.level, progress=not args.no_progress)
+                          args.roi_input, args.level, progress=not args.no_progress, sync=args.sync)
     failed = [o for o in outcomes if o.error]
     for o in failed:
         print(f"av-cli transcribe: {o.error}", file=sys.stderr)

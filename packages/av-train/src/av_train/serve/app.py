@@ -37,11 +37,21 @@ def error_box(message: str) -> str:
     return f'<div class="error-box"><b>This upload could not be used.</b> {html.escape(message)}</div>'
 
 
+def sync_text(r: Result) -> str:
+    """``--sync auto``: the audio-video offset found and what was done with it ('' when sync is off)."""
+    if r.sync_offset_ms is None:
+        return ""
+    off = r.sync_offset_ms
+    where = "in sync" if off == 0 else f"picture {abs(off):.0f} ms {'late' if off > 0 else 'early'}"
+    done = "re-timed" if r.sync_corrected else "left as it was"
+    return f" · sync: {where} (confidence {r.sync_confidence:.2f}; {done})"
+
+
 def details_line(r: Result, wall: float) -> str:
     if r.error:
         return f"model {r.model} · {wall:.2f} s"
-    return (f"model **{r.model}** · heard **{r.used}** · **{r.seconds:.2f} s** (reading the media, finding the "
-            f"mouth, the model; {wall:.2f} s for the whole request)")
+    return (f"model **{r.model}** · heard **{r.used}**{sync_text(r)} · **{r.seconds:.2f} s** (reading the media, "
+            f"finding the mouth, the model; {wall:.2f} s for the whole request)")
 
 
 def _safely(fn, fill):

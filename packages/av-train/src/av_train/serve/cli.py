@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio files whose talkers make the babble noise (default: the upload itself, backwards)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     p.add_argument("--max-upload-mb", type=int, default=100, help="largest upload accepted (default 100 MB)")
+    p.add_argument("--sync", choices=("auto", "off"), default="off",
+                   help="auto: re-time the mouth crops by their audio-video offset when it is confident, as "
+                        "av-cli transcribe --sync auto; the page shows the offset and confidence (default off)")
     return p
 
 
@@ -135,7 +138,7 @@ def _serve(args: argparse.Namespace, workspace, stopper: Stopper) -> int:
         from uaspeech_prep.roi import shared_tracker
 
         shared_tracker()
-    recognizer = Recognizer(served, workspace, babble)
+    recognizer = Recognizer(served, workspace, babble, sync=args.sync)
 
     from av_train.serve.app import CSS, build_app
 

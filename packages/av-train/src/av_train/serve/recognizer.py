@@ -71,6 +71,9 @@ class Result:
     used: str | None = None  # audio, video or audio+video
     seconds: float = 0.0  # reading the media + finding the mouth + the model (transcribe's own measure)
     error: str | None = None
+    sync_offset_ms: float | None = None  # --sync auto: transcribe's audio-video offset (> 0: the picture lags)
+    sync_confidence: float | None = None
+    sync_corrected: bool | None = None  # the mouth crops were re-timed by it
 
 
 @dataclass
@@ -101,13 +104,15 @@ def page_wording(message: str, *paths: str | Path | None) -> str:
 
 
 class Recognizer:
-    def __init__(self, models: list[ServedModel], workspace: Workspace, babble: BabbleSource | None = None):
+    def __init__(self, models: list[ServedModel], workspace: Workspace, babble: BabbleSource | None = None,
+                 sync: str = "off"):
         if not models:
             raise ValueError("serve needs at least one model")
         self.models = models
         self.workspace = workspace
         self.babble = babble or BabbleSource()
         self.mouths = MouthFinder(roi_input=False)  # one face tracker for the server's life
+        self.sync = sync  # transcribe's sync: "auto" re-times the mouth crops by their offset against the sound
         self._lock = threading.Lock()
 
     def model(self, name: str | None) -> ServedModel:
@@ -148,11 +153,14 @@ class Recognizer:
         self.mouths.last = None
         [out] = transcribe(served.model, served.processor, [item], top_k=TOP_K,
                            allow_audio_only=request.allow_audio_only,
-                           level=request.level if served.needs_level else None, progress=False, mouths=self.mouths)
+                           level=request.level if served.needs_level else None, progress=False, mouths=self.mouths,
+                           sync=self.sync)
         mouths = self.mouths.last if out.used and "video" in out.used else None
         if out.error:
             return Result(served.name, error=page_wording(out.error, item.video, item.audio), mouths=mouths)
-        return Result(served.name, out.text, list(out.top_k), mouths, out.route_probs, out.used, out.seconds)
+        return Result(served.name, out.text, list(out.top_k), mouths, out.route_probs, out.used, out.seconds,
+                      sync_offset_ms=out.sync_offset_ms, sync_confidence=out.sync_confidence,
+                      sync_corrected=out.sync_corrected)
 
     def recognise(self, request: Request, model: str | None = None) -> Result:
         """One model (by name; default the last given, the audio-visual one of a pair) on one upload."""
