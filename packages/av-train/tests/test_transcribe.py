@@ -207,3 +207,28 @@ def test_sync_auto_finds_and_undoes_a_late_picture(models, tmp_path, capsys):
     assert rc == 0 and crow["sync_offset_ms"] == "200.0" and crow["sync_corrected"] == "True"
     assert list(crow)[:11] == ["input", "audio", "video", "text", "top_k", "route_probs", "used", "seconds", "error",
                                "sync_offset_ms", "sync_confidence"]  # the older columns first, unchanged
+
+
+def test_video_reliability_is_reported_for_models_that_score_it(make_run, prepared_tree, tiny_whisper_dir, models,
+                                                                 media, tmp_path, capsys):
+    """A model with a reliability scorer reports how far it trusted the lips, equal to the library's value; other
+    models and inputs without lips report null."""
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path, seed=3, train_id="trust", modality="audio_visual",
+                   resnet_width=4, gate_init=0.5, video_reliability=True)
+    folder = export_hf(cfg.checkpoint_dir, tmp_path / "export_trust").path
+    capsys.readouterr()  # the export's own log lines
+    rc, [row], err = run_cli([folder, media / "face.mp4"], capsys)
+    assert rc == 0, err
+    assert 0.0 <= row["video_reliability"] <= 1.0
+    from uaspeech_prep.roi import RoiParams, extract_roi, shared_tracker
+
+    model, proc = load_model(folder, "cpu")
+    frames, fps = read_frames(media / "face.mp4")
+    roi = extract_roi(frames, fps, shared_tracker(), RoiParams(out_fps=25.0))
+    audio = read_audio(media / "face.mp4")
+    [r] = recognize(model, proc, audio=audio.samples, video=np.stack(roi.frames), sampling_rate=audio.rate)
+    assert r.video_reliability == pytest.approx(row["video_reliability"], abs=1e-4)
+    rc, rows, _ = run_cli([models["audio_visual"], media / "face.mp4"], capsys)
+    assert rows[0]["video_reliability"] is None  # no scorer
+    rc, rows, _ = run_cli([folder, media / "word.wav", "--allow-audio-only"], capsys)
+    assert rows[0]["used"] == "audio" and rows[0]["video_reliability"] is None  # no lips to trust

@@ -6,7 +6,9 @@ uaspeech-prep's own ROI code: the same crop as training), an audio file, a mouth
 (``--roi-input``), or a CSV / TSV list with ``audio`` and ``video`` columns (either may be empty).
 
 One JSON line (or CSV row) per input: input, text, top-k words with log-probabilities under a closed
-vocabulary, route probabilities for router models, seconds, error, and with ``sync="auto"`` (``--sync auto``)
+vocabulary, route probabilities for router models, the video's reliability for models with a reliability
+scorer (``video_reliability``: 0 = the word came from the sound alone, 1 = the lips at the full weight the
+model learned; null for other models and inputs without lips), seconds, error, and with ``sync="auto"`` (``--sync auto``)
 the audio-video offset found (``sync_offset_ms``, > 0: the picture lags the sound), its confidence
 (``sync_confidence``) and whether the mouth crops were re-timed by it before recognition (``sync_corrected``:
 at least 2 frames off and confidence >= 0.7, :func:`uaspeech_prep.av_sync.correction_frames`; docs/SYNC.md);
@@ -59,6 +61,7 @@ class Outcome:
     sync_offset_ms: float | None = None  # --sync auto: the offset found (> 0: the picture lags the sound)
     sync_confidence: float | None = None  # its confidence (mean sound-lip correlation at the offset)
     sync_corrected: bool | None = None  # whether the mouth crops were re-timed by it
+    video_reliability: float | None = None  # how far the model trusted the lips (models with a reliability scorer)
 
     def to_dict(self) -> dict:
         return {"input": self.item.name, "audio": None if self.item.audio is None else str(self.item.audio),
@@ -67,7 +70,8 @@ class Outcome:
                 "used": self.used, "seconds": round(self.seconds, 4), "error": self.error,
                 "sync_offset_ms": self.sync_offset_ms,
                 "sync_confidence": None if self.sync_confidence is None else round(self.sync_confidence, 4),
-                "sync_corrected": self.sync_corrected}
+                "sync_corrected": self.sync_corrected,
+                "video_reliability": None if self.video_reliability is None else round(self.video_reliability, 4)}
 
 
 class TranscribeError(RuntimeError):
@@ -249,6 +253,7 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
             share = (time.perf_counter() - t0) / len(group)
             for (out, _, _, _, t_media), r in zip(group, results):
                 out.text, out.top_k, out.route_probs = r.text, r.top_k, r.route_probs
+                out.video_reliability = r.video_reliability
                 out.seconds = t_media + share
         pending.clear()
 

@@ -47,10 +47,20 @@ def sync_text(r: Result) -> str:
     return f" · sync: {where} (confidence {r.sync_confidence:.2f}; {done})"
 
 
+def trust_text(r: Result) -> str:
+    """Models with a reliability scorer: how far the lips were trusted ('' for other models / no lips)."""
+    if r.video_reliability is None:
+        return ""
+    v = r.video_reliability
+    verdict = "the sound alone" if v < 0.1 else ("lips partly trusted" if v < 0.5 else "lips trusted")
+    return f" · lips used **{100 * v:.0f} %** ({verdict})"
+
+
 def details_line(r: Result, wall: float) -> str:
     if r.error:
         return f"model {r.model} · {wall:.2f} s"
-    return (f"model **{r.model}** · heard **{r.used}**{sync_text(r)} · **{r.seconds:.2f} s** (reading the media, "
+    return (f"model **{r.model}** · heard **{r.used}**{trust_text(r)}{sync_text(r)} · **{r.seconds:.2f} s** "
+            f"(reading the media, "
             f"finding the mouth, the model; {wall:.2f} s for the whole request)")
 
 

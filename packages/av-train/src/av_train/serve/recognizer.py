@@ -74,6 +74,7 @@ class Result:
     sync_offset_ms: float | None = None  # --sync auto: transcribe's audio-video offset (> 0: the picture lags)
     sync_confidence: float | None = None
     sync_corrected: bool | None = None  # the mouth crops were re-timed by it
+    video_reliability: float | None = None  # models with a reliability scorer: how far the lips were trusted
 
 
 @dataclass
@@ -160,7 +161,7 @@ class Recognizer:
             return Result(served.name, error=page_wording(out.error, item.video, item.audio), mouths=mouths)
         return Result(served.name, out.text, list(out.top_k), mouths, out.route_probs, out.used, out.seconds,
                       sync_offset_ms=out.sync_offset_ms, sync_confidence=out.sync_confidence,
-                      sync_corrected=out.sync_corrected)
+                      sync_corrected=out.sync_corrected, video_reliability=out.video_reliability)
 
     def recognise(self, request: Request, model: str | None = None) -> Result:
         """One model (by name; default the last given, the audio-visual one of a pair) on one upload."""
