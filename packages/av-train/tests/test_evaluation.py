@@ -307,13 +307,13 @@ def test_video_conditions_mislead_or_freeze_the_lips_and_keep_the_clip_length(lo
         lied = wrong.video(i)
         assert lied.shape == own.shape  # stretched to the clip's own frame count: the length gives nothing away
         t_own, t_other = own.shape[0], other.shape[0]
-        for k in (0, t_own // 2, t_own - 1):  # nearest frame of the other clip at the same relative time
-            assert torch.equal(lied[k], other[round(k * (t_other - 1) / max(t_own - 1, 1))])
+        for k in range(t_own):  # nearest frame of the other clip at the same relative time (halves up)
+            assert torch.equal(lied[k], other[(2 * k * (t_other - 1) + t_own - 1) // (2 * (t_own - 1))])
     # a set with one word cannot mislead: the error says so
     one_word = [s for s in samples if s.word == samples[0].word]
     with pytest.raises(ValueError, match="at least two words"):
         noise_mod.mismatched_partners(one_word)
-    with pytest.raises(ValueError, match="unknown video condition"):
+    with pytest.raises(ValueError, match="unknown video condition 'upside_down'; use one of: clean, late-<N>ms"):
         noise_mod.NoisyEvalDataset(base, "babble", None, video="upside_down")
 
 

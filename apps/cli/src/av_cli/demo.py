@@ -7,7 +7,9 @@
 5. train a lip reader (the audio-visual model that never hears the audio) from it,
 6. train the audio-visual model from the lip reader (video encoder and fusion blocks arrive trained),
 7. score all three on block B2, clean and under 0 dB babble noise, open and constrained to UASpeech's
-   closed vocabulary, and print the per-level tables and the gates of the audio-visual model,
+   closed vocabulary, and print the per-level tables and the gates of the audio-visual model; then the
+   audio-visual model on bad lip video (`BAD_VIDEO_ROWS`: late, early, covered, still and wrong lips;
+   `av-cli noise-eval --video`), clean and at 0 dB, beside audio-only Whisper (about a minute more),
 8. use the audio-visual model as a user would: export it (`av-cli export`) and transcribe three B2
    recordings, each a face video with sound (`av-cli transcribe`).
 
@@ -120,6 +122,9 @@ def run_demo(args: argparse.Namespace) -> int:
     noisy = _babble_reports([audio, av], summary_dir / "noise")
     closed = _closed_vocabulary_reports([audio, av])
     timings["noise and closed-vocabulary evaluation"] = time.perf_counter() - t
+    t = _step(f"7/8 the audio-visual model on bad lip video, clean and at {NOISY_SNR_DB:g} dB")
+    bad_video = _bad_video(audio, av, noisy, summary_dir / "video_faults")
+    timings["bad video"] = time.perf_counter() - t
 
     t = _step("8/8 exporting the audio-visual model and transcribing three B2 face videos with sound")
     transcripts = _export_and_transcribe(av, prepared, work)
@@ -140,6 +145,9 @@ def run_demo(args: argparse.Namespace) -> int:
         f"## Babble noise at {NOISY_SNR_DB:g} dB SNR (4 other B2 talkers; the lip reader hears nothing either way)\n",
         noisy_table,
         "Figures in percent; total is pooled over utterances, macro is the mean of the four levels.\n",
+        f"## Bad lip video (WER %, total over B2; clean audio and {NOISY_SNR_DB:g} dB babble; `av-cli noise-eval "
+        "--video`, conditions in docs/METRICS.md; the audio-only model never sees the video)\n",
+        bad_video,
         "## Open vs closed vocabulary (clean audio; closed: decoding constrained to the 449 words of UASpeech)\n",
         comparison_table({"audio open": audio.report, "audio closed": closed[0], "audio-visual open": av.report,
                           "audio-visual closed": closed[1]}, metrics=("wer",)),
@@ -154,6 +162,7 @@ def run_demo(args: argparse.Namespace) -> int:
     summary = atomic_write_text(summary_dir / "demo_summary.md", "\n".join(lines))
     print("\nclean audio:\n" + table)
     print(f"babble noise at {NOISY_SNR_DB:g} dB:\n" + noisy_table)
+    print("bad lip video (WER %, total):\n" + bad_video)
     print("gates of the audio-visual model:\n" + gates)
     print("transcribed with the exported model:\n" + transcripts)
     print(f"wall time: {wall / 60:.1f} min")
@@ -173,6 +182,43 @@ def _babble_reports(runs, output: Path):
 
     reports = evaluate_noise([r.best_checkpoint for r in runs], "babble", [NOISY_SNR_DB], output)["reports"]
     return [reports[r.checkpoint_dir.name][snr_label(NOISY_SNR_DB)] for r in runs]
+
+
+# Rows of the bad-video table: lip-video conditions of av_fusion_models.video_faults ("clean" is printed "good").
+# Each fault row decodes the 240 B2 clips twice (clean, 0 dB): about 6 s per decode on 2 idle cores, so these five
+# add about a minute. Ten rows took 3.6x the rest of step 7 (about 110 s idle); the five left out, as measured then
+# (audio-visual WER % clean / 0 dB; good video 0.4 / 1.7): late-200ms 3.3 / 9.2, blur 0.8 / 1.7, fps-5 9.2 / 14.2,
+# and black 11.7 / 26.2, the same as frozen (each frame minus the clip's mean frame: both are all zero). All ten:
+# `av-cli noise-eval RUN_A RUN_B --snrs clean 0 --video clean late-200ms ... mismatched`.
+BAD_VIDEO_ROWS = ("clean", "late-400ms", "early-400ms", "occluded", "frozen", "mismatched")
+
+
+def _bad_video(audio, av, noisy, output: Path) -> str:
+    """The bad-video table: the audio-visual run decoded under each fault of BAD_VIDEO_ROWS, clean and at
+    NOISY_SNR_DB (the same babble as `_babble_reports`); the good-video row and the audio-only columns reuse the
+    scores already made (the training run's clean B2 report, `_babble_reports`' noisy ones)."""
+    from av_train.evaluation.noise import evaluate_video_conditions, snr_label
+
+    noisy_label = snr_label(NOISY_SNR_DB)
+    res = evaluate_video_conditions([av.best_checkpoint], "babble", [None, NOISY_SNR_DB], output,
+                                    conditions=BAD_VIDEO_ROWS[1:])
+    faults = res["wer"][av.checkpoint_dir.name]
+    av_wer = {"clean": {"clean": av.report.total.wer, noisy_label: noisy[1].total.wer},
+              **{c: {s: g["total"] for s, g in by_snr.items()} for c, by_snr in faults.items()}}
+    return bad_video_table({"clean": audio.report.total.wer, noisy_label: noisy[0].total.wer}, av_wer)
+
+
+def bad_video_table(audio_wer: dict[str, float], av_wer: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per BAD_VIDEO_ROWS condition, columns audio-only / audio-visual WER (%) clean and at
+    NOISY_SNR_DB. ``audio_wer[snr_label]`` (the same for every row), ``av_wer[condition][snr_label]``."""
+    from av_train.evaluation.noise import snr_label, video_faults_table
+
+    noisy = snr_label(NOISY_SNR_DB)
+    wer = {"audio-only": {c: audio_wer for c in BAD_VIDEO_ROWS}, "audio-visual": av_wer}
+    columns = [("audio-only clean", "audio-only", "clean"), ("audio-visual clean", "audio-visual", "clean"),
+               (f"audio-only {NOISY_SNR_DB:g} dB", "audio-only", noisy),
+               (f"audio-visual {NOISY_SNR_DB:g} dB", "audio-visual", noisy)]
+    return video_faults_table(wer, columns, list(BAD_VIDEO_ROWS), row_names={"clean": "good"})
 
 
 def _closed_vocabulary_reports(runs):

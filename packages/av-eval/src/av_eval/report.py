@@ -263,3 +263,30 @@ def plot_routes_vs_snr(routes: Mapping[str, Mapping[str, Mapping[str, Sequence[f
     axes[0][-1].legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_video_faults(wer: Mapping[str, Mapping[str, Mapping[str, float]]], path: str | Path,
+                      metric: str = "wer") -> Path:
+    """Lip-video faults: ``wer[run][condition][snr_label]`` (a fraction; snr_label 'clean' or a number of dB) as
+    grouped bars, x the condition (in the order given), one bar per run, one panel per SNR ('clean' last)."""
+    import numpy as np
+
+    plt = _pyplot()
+    conds = list(dict.fromkeys(c for by_cond in wer.values() for c in by_cond))
+    labels = sorted({s for by_cond in wer.values() for by in by_cond.values() for s in by},
+                    key=lambda s: float("inf") if s == "clean" else float(s))
+    x = np.arange(len(conds))
+    width = 0.8 / max(1, len(wer))
+    fig, axes = plt.subplots(1, len(labels), figsize=(1.2 + (0.8 + 0.55 * len(conds)) * len(labels), 3.8), dpi=120,
+                             squeeze=False, sharey=True)
+    for ax, snr in zip(axes[0], labels):
+        for k, (name, by_cond) in enumerate(wer.items()):
+            vals = [100 * by_cond[c][snr] if c in by_cond and snr in by_cond[c] else 0.0 for c in conds]
+            bars = ax.bar(x + (k - (len(wer) - 1) / 2) * width, vals, width, label=name)
+            ax.bar_label(bars, fmt="%.1f", fontsize=6)
+        ax.set_xticks(x, conds, rotation=45, ha="right", fontsize=8)
+        ax.set_title("clean audio" if snr == "clean" else f"{float(snr):g} dB SNR")
+    axes[0][0].set_ylabel(f"{metric.upper()} (%)")
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
