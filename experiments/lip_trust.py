@@ -34,6 +34,9 @@ VARIANTS: dict[str, dict] = {
     "faults": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3},
     # the same faults, and the reliability scorer that scales the fused blocks
     "reliability": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True},
+    # the scorer with its lag profile and SyncNet's contrastive loss (reliability.py since 2026-12-08); "reliability"
+    # above measured the first scorer, without them (its runs are named trust_reliability_<seed>)
+    "reliability_sync": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True},
     # fewer faulted clips: does the scorer keep the lips' gain on good video with less fault training?
     "reliability_f15": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.15, "video_reliability": True},
 }
@@ -107,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     out = work / "results" / ("lip_trust" if args.seed == 1 else f"lip_trust_seed{args.seed}")
     snrs = parse_snrs(args.snrs)
     t0 = time.perf_counter()
-    res = evaluate_video_conditions([ckpts / args.audio_run, *runs.values()], "babble", snrs, out,
+    res = evaluate_video_conditions([ckpts / args.audio_run / "best.ckpt", *(r / "best.ckpt" for r in runs.values())],
+                                    "babble", snrs, out,
                                     conditions=args.conditions, progress=False)
     print(f"evaluated in {time.perf_counter() - t0:.0f} s", flush=True)
     wer = res["wer"]
@@ -147,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     from av_train.evaluation.loading import load_run
 
     for v, path in runs.items():
-        model = load_run(path, device="cpu").model
+        model = load_run(path / "best.ckpt", device="cpu").model
         gates[v] = model.gate_values()
     lines = [f"# Lips you can trust: seed {args.seed}\n", "B2 WER %, babble noise; video conditions of "
              "av_fusion_models.video_faults.\n", table, "\n## Goals\n"]

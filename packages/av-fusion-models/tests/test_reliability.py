@@ -8,7 +8,8 @@ import torch
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration
 from av_fusion_models import testing
 from av_fusion_models.modality_dropout import ModalityDraw, draw_modalities
-from av_fusion_models.reliability import AVReliabilityScorer, agreement_loss, audio_at_video_rate
+from av_fusion_models.reliability import (MAX_LAG, SYNC_TEMPERATURE, AVReliabilityScorer, agreement_loss,
+                                         audio_at_video_rate, sync_loss)
 
 N_MELS = 80
 TOL = 1e-5
@@ -33,6 +34,8 @@ def set_reliability_logit(model, logit):
     with torch.no_grad():
         model.reliability.frame_head.weight.zero_()
         model.reliability.frame_head.bias.fill_(logit)
+        model.reliability.sync_head[2].weight.zero_()
+        model.reliability.sync_head[2].bias.zero_()
 
 
 def batch(bsz=2, t_a=100, t_v=12, seed=0):
@@ -118,6 +121,7 @@ def test_padding_does_not_change_a_clips_reliability():
     scorer = AVReliabilityScorer(16, hidden_dim=8).eval()
     with torch.no_grad():
         scorer.frame_head.weight.normal_()
+        scorer.sync_head[2].weight.normal_()
     audio = torch.randn(1, 20, 16)
     video = torch.randn(1, 10, 16)
     alone = scorer(audio, None, video, None)
@@ -128,6 +132,34 @@ def test_padding_does_not_change_a_clips_reliability():
     padded = scorer(padded_audio, amask, padded_video, vmask)
     assert torch.allclose(alone.logit, padded.logit, atol=1e-5)
     assert torch.allclose(alone.frame_logits, padded.frame_logits[:, :10], atol=1e-5)
+    assert torch.allclose(alone.lag_profile, padded.lag_profile, atol=1e-5)
+
+
+@pytest.mark.parametrize("shift", [-9, -3, 0, 4, 11])
+def test_lag_profile_peaks_at_the_pictures_delay(shift):
+    """Video frame t showing the audio of t - shift (the picture ``shift`` frames late, as video_faults' late-)
+    peaks the profile at lag +shift, with cos = 1 there."""
+    g = torch.Generator().manual_seed(shift + 20)
+    x = torch.randn(1, 40, 8, generator=g)
+    video = x[:, (torch.arange(40) - shift).clamp(0, 39)]
+    profile, ok = AVReliabilityScorer.lag_profile(x, video, torch.ones(1, 40))
+    assert int(profile.argmax(dim=1)) - MAX_LAG == shift
+    assert float(profile[0, MAX_LAG + shift]) > 0.9 and bool(ok.all())
+
+
+def test_sync_loss_by_hand():
+    from av_fusion_models.reliability import ReliabilityOutput
+
+    profile = torch.zeros(2, 2 * MAX_LAG + 1)
+    profile[0, MAX_LAG] = 0.5  # in sync: lag 0 at 0.5, every other lag 0
+    valid = torch.ones_like(profile, dtype=torch.bool)
+    out = ReliabilityOutput(torch.zeros(2), torch.zeros(2), torch.zeros(2, 3), profile, valid)
+    n = 2 * MAX_LAG + 1
+    expected = -torch.log(torch.exp(torch.tensor(0.5 / SYNC_TEMPERATURE))
+                          / (torch.exp(torch.tensor(0.5 / SYNC_TEMPERATURE)) + n - 1))
+    assert sync_loss(out, torch.tensor([True, False])).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert sync_loss(out, torch.tensor([False, False])) is None
+    assert out.offset_frames.tolist() == [0, -MAX_LAG]  # a flat profile: the first lag
 
 
 def test_audio_at_video_rate_averages_frame_pairs_and_marks_missing_audio():

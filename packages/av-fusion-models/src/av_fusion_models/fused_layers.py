@@ -70,6 +70,7 @@ class FusionState:
     draw: object | None = None  # the training draw (modality_dropout.ModalityDraw), None at inference
     reliability: torch.Tensor | None = None  # [B] the reliability scale of each sample's video (reliability.py)
     reliability_logit: torch.Tensor | None = None  # [B] the scorer's clip logit
+    reliability_out: object | None = None  # the scorer's whole output (reliability.ReliabilityOutput)
 
     @property
     def video_reliability(self) -> torch.Tensor | None:

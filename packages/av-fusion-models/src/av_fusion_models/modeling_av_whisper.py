@@ -51,7 +51,7 @@ from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoder
 from .gated_xattn import GatedCrossAttentionBlock
 from .generation_mixin import AVWhisperGenerationMixin
 from .modality_dropout import draw_modalities, freeze_frames, swap_video
-from .reliability import AVReliabilityScorer, agreement_loss
+from .reliability import AVReliabilityScorer, agreement_loss, sync_loss
 from .router import FusionRouter
 from .video_faults import apply_training_faults
 from .video_transforms import VIDEO_MEAN, VIDEO_STD
@@ -70,7 +70,7 @@ class AVWhisperOutput(ModelOutput):
     route_logits: [B, 3]
     encoder_scale, decoder_scale: [B] per-sample fusion scales (soft routing only)
     video_reliability: [B] the reliability scale applied to each sample's video (video_reliability only)
-    reliability_loss: the scorer's agreement loss (training with faults; included in `loss`, weighted)
+    reliability_loss: the scorer's agreement + sync losses (training with faults; included in `loss`, weighted)
     encoder_last_hidden_state: [B, T_a / 2, D]
     cache: the decoder's EncoderDecoderCache (use_cache=True only)
     """
@@ -417,7 +417,7 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             r = torch.where(r < self.config.reliability_cutoff, torch.zeros_like(r), r)
         if fusion.draw is not None:
             r = torch.where(fusion.draw.drop_audio.to(r.device), torch.ones_like(r), r)
-        fusion.reliability, fusion.reliability_logit = r, out.logit
+        fusion.reliability, fusion.reliability_logit, fusion.reliability_out = r, out.logit, out
 
     def decode(
         self,
@@ -491,7 +491,11 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                    ignore_index=-100, label_smoothing=label_smoothing)
             if fusion.reliability_logit is not None and fusion.draw is not None:
-                rel_loss = agreement_loss(fusion.reliability_logit, fusion.draw.agree)
+                agree = fusion.draw.agree
+                rel_loss = agreement_loss(fusion.reliability_logit, agree)
+                in_sync = sync_loss(fusion.reliability_out, torch.nan_to_num(agree, nan=0.0) == 1.0)
+                if in_sync is not None:
+                    rel_loss = in_sync if rel_loss is None else rel_loss + in_sync
                 if rel_loss is not None:
                     loss = loss + self.config.reliability_loss_weight * rel_loss
         route = fusion.route

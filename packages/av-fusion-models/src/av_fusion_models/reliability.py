@@ -9,10 +9,15 @@ audio-only model does (`r = 0` leaves Whisper's own computation; closed gates st
            --LN, Linear--> [B, T_v, H] --Conv1d(k=5), GELU--> a
     video  [B, T_v, D] (projected, before positions) --LN, Linear--> --Conv1d(k=5), GELU--> v
     joint  [a, v, a * v] [B, T_v, 3H] --Conv1d(k=5), GELU, Linear--> frame logits [B, T_v]
-    clip logit = mean of the frame logits over frames with both audio and video;  r = sigmoid(clip logit)
+    sync   cos(a_t, v_(t+l)) averaged over t, for every lag l in -L..L (L = 12 frames, +-480 ms): a lag
+           profile [B, 2L + 1], as SyncNet slides the video along the sound --MLP--> sync logit [B]
+    clip logit = mean of the frame logits over frames with both audio and video + sync logit;  r = sigmoid(it)
 
-Each frame logit sees +-4 frames (160 ms) of both streams, so it can tell a mouth that moves with the sound
-from one that moves at another moment (an offset) or not at all. The audio is what the recogniser already
+Each frame logit sees +-4 frames (160 ms) of both streams: a mouth that does not move, black frames, lips of
+another word. The lag profile sees when the mouth moves: in sync its peak is at lag 0; a picture k frames late
+puts it at l = +k (`ReliabilityOutput.offset_frames`), another word's lips leave it flat. The profile is trained
+as SyncNet is, contrastively: on clips whose lips belong to their sound, lag 0 must win a softmax over the lags
+(`sync_loss`), which every clean training clip teaches, not only the faulted ones. The audio is what the recogniser already
 computed: Whisper's encoder output when only the decoder is fused (the encoder never sees the video), else the
 encoder's convolutional stem (the fused encoder layers need r before they run). It is detached: the scorer reads
 the audio, it does not train it.
@@ -33,6 +38,8 @@ from torch import nn
 from torch.nn import functional as F
 
 INITIAL_LOGIT = 3.0  # sigmoid(3) = 0.953: a new scorer trusts the video as the model did without it
+MAX_LAG = 12  # frames either way of the lag profile (480 ms at 25 fps)
+SYNC_TEMPERATURE = 0.1  # of the softmax over lags in the contrastive sync loss
 
 
 @dataclass
@@ -40,6 +47,16 @@ class ReliabilityOutput:
     logit: torch.Tensor  # [B] clip logit
     reliability: torch.Tensor  # [B] sigmoid(logit), or 0 where the clip has no video; the scale applied
     frame_logits: torch.Tensor  # [B, T_v]
+    lag_profile: torch.Tensor | None = None  # [B, 2 MAX_LAG + 1] mean cos(a_t, v_(t+l)), lag l = index - MAX_LAG
+    lag_valid: torch.Tensor | None = None  # [B, 2 MAX_LAG + 1] bool: the lag leaves frames to compare
+
+    @property
+    def offset_frames(self) -> torch.Tensor | None:
+        """[B] long: the lag of the profile's peak (> 0: the picture lags the sound by that many frames)."""
+        if self.lag_profile is None:
+            return None
+        prof = self.lag_profile.masked_fill(~self.lag_valid, -2.0)
+        return prof.argmax(dim=1) - MAX_LAG
 
 
 def audio_at_video_rate(audio: torch.Tensor, audio_mask: torch.Tensor | None, num_frames: int,
@@ -73,6 +90,32 @@ class AVReliabilityScorer(nn.Module):
         self.frame_head = nn.Linear(hidden_dim, 1)
         nn.init.zeros_(self.frame_head.weight)
         nn.init.constant_(self.frame_head.bias, INITIAL_LOGIT)
+        self.audio_sync = nn.Linear(hidden_dim, hidden_dim)
+        self.video_sync = nn.Linear(hidden_dim, hidden_dim)
+        # the profile and its peak over the other lags: [profile (2L + 1), peak at 0 - best elsewhere]
+        self.sync_head = nn.Sequential(nn.Linear(2 * MAX_LAG + 2, hidden_dim), nn.GELU(), nn.Linear(hidden_dim, 1))
+        nn.init.zeros_(self.sync_head[2].weight)
+        nn.init.zeros_(self.sync_head[2].bias)
+
+    @staticmethod
+    def lag_profile(a: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """a, v [B, T, H] embeddings, valid [B, T] float -> (profile [B, 2L + 1]: mean over t of cos(a_t, v_(t+l)),
+        valid lags [B, 2L + 1] bool). Pairs involving a padding frame are left out."""
+        a, v = F.normalize(a.float(), dim=-1), F.normalize(v.float(), dim=-1)
+        sim = a @ v.transpose(1, 2)  # [B, T(audio t), T(video t')]
+        pair = valid.float()[:, :, None] * valid.float()[:, None, :]
+        profile, ok = [], []
+        for lag in range(-MAX_LAG, MAX_LAG + 1):
+            s = torch.diagonal(sim, offset=lag, dim1=1, dim2=2)  # a_t . v_(t + lag)
+            w = torch.diagonal(pair, offset=lag, dim1=1, dim2=2)
+            if s.shape[-1] == 0:
+                profile.append(sim.new_zeros(sim.shape[0]))
+                ok.append(torch.zeros(sim.shape[0], dtype=torch.bool, device=sim.device))
+                continue
+            n = w.sum(dim=-1)
+            profile.append((s * w).sum(dim=-1) / n.clamp_min(1.0))
+            ok.append(n > 0)
+        return torch.stack(profile, dim=1), torch.stack(ok, dim=1)
 
     @staticmethod
     def _conv(conv: nn.Conv1d, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -103,9 +146,27 @@ class AVReliabilityScorer(nn.Module):
         joint = self._conv(self.joint_conv, torch.cat([a, v, a * v], dim=-1), valid)
         frame_logits = self.frame_head(joint).squeeze(-1)  # [B, T_v]
         count = valid.sum(dim=1)
-        logit = (frame_logits * valid).sum(dim=1) / count.clamp_min(1.0)
+        profile, lag_ok = self.lag_profile(self.audio_sync(a), self.video_sync(v), valid)
+        others = profile.masked_fill(~lag_ok, -2.0)
+        others[:, MAX_LAG] = -2.0
+        peak = (profile[:, MAX_LAG] - others.max(dim=1).values)[:, None]
+        sync_logit = self.sync_head(torch.cat([profile * lag_ok, peak], dim=1).to(frame_logits.dtype)).squeeze(-1)
+        logit = (frame_logits * valid).sum(dim=1) / count.clamp_min(1.0) + sync_logit
         reliability = torch.sigmoid(logit) * (count > 0).to(logit.dtype)
-        return ReliabilityOutput(logit=logit, reliability=reliability, frame_logits=frame_logits)
+        return ReliabilityOutput(logit=logit, reliability=reliability, frame_logits=frame_logits,
+                                 lag_profile=profile, lag_valid=lag_ok)
+
+
+def sync_loss(out: ReliabilityOutput, in_sync: torch.Tensor) -> torch.Tensor | None:
+    """SyncNet's contrastive objective on the lag profile: for clips whose lips belong to their sound
+    (``in_sync`` [B] bool), lag 0 must win a softmax over the valid lags (temperature `SYNC_TEMPERATURE`);
+    None when no clip qualifies."""
+    keep = in_sync.to(out.lag_profile.device) & out.lag_valid[:, MAX_LAG]
+    if not bool(keep.any()):
+        return None
+    logits = (out.lag_profile[keep] / SYNC_TEMPERATURE).masked_fill(~out.lag_valid[keep], -1e4)
+    target = torch.full((logits.shape[0],), MAX_LAG, dtype=torch.long, device=logits.device)
+    return F.cross_entropy(logits.float(), target)
 
 
 def agreement_loss(logit: torch.Tensor, agree: torch.Tensor) -> torch.Tensor | None:
