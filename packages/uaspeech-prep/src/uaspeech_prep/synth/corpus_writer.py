@@ -28,6 +28,7 @@ import soundfile as sf
 
 from uaspeech_prep import __version__, corpus
 from uaspeech_prep.synth import degrade as dg
+from uaspeech_prep.synth import lips as lp
 from uaspeech_prep.synth import variation as var
 from uaspeech_prep.synth import video as vid
 from uaspeech_prep.synth.face import FRAME_SIZE, Face
@@ -78,6 +79,7 @@ class SynthConfig:
     jobs: int = 1
     write_mlf: bool = True
     overwrite: bool = False
+    lip_visibility: float = 1.0  # 1: the mouth as it always was; lower: weaker lips (synth/lips.py)
 
     def word_ids(self, block: str) -> list[str]:
         return seen_first_word_ids(block)[: self.words_per_block]
@@ -97,6 +99,7 @@ class SynthConfig:
             raise ValueError(f"words per block must be within 1..255, got {self.words_per_block}")
         if not self.speakers or not self.blocks or not self.mics:
             raise ValueError("need at least one speaker, block and microphone")
+        lp.check_visibility(self.lip_visibility)
 
 
 @dataclass
@@ -128,8 +131,10 @@ def _write_text(path: Path, text: str) -> None:
 _FACE: Face | None = None
 
 
-def build_block(out: Path, speaker: str, block: str, word_ids: Sequence[str], mics: Sequence[str], seed: int) -> BlockResult:
-    """Synthesize one speaker-block: the words' wavs for every microphone, the block video and its index."""
+def build_block(out: Path, speaker: str, block: str, word_ids: Sequence[str], mics: Sequence[str], seed: int,
+                lip_visibility: float = 1.0) -> BlockResult:
+    """Synthesize one speaker-block: the words' wavs for every microphone, the block video and its index.
+    ``lip_visibility`` < 1 weakens the mouth (:mod:`.lips`) and nothing else."""
     global _FACE
     if _FACE is None:
         _FACE = Face()
@@ -146,7 +151,11 @@ def build_block(out: Path, speaker: str, block: str, word_ids: Sequence[str], mi
             name = f"{u.utt_id}_{mic}.wav"
             _write_wav(adir / name, to_pcm16(u.channel(mic, seed)))
             res.files.append(f"audio/{speaker}/{name}")
-        tracks.append(vid.WordTrack(u.utt_id, u.duration, u.phonemes, u.mouth_scale, u.open_factors, u.av_lag_s))
+        weak = None
+        if lip_visibility != 1.0:  # its own stream: the audio and the other video draws stay those of V = 1
+            weak = lp.weak_lips(lip_visibility, prof.level, int(rng_for(seed, u.utt_id, "lips").integers(1 << 62)))
+        tracks.append(vid.WordTrack(u.utt_id, u.duration, u.phonemes, u.mouth_scale, u.open_factors, u.av_lag_s,
+                                    weak))
         res.words.append((u.utt_id, u.word))
         res.durations[u.utt_id] = u.duration
     vname = f"{speaker}-{block}-DV-1.divx"
@@ -211,7 +220,8 @@ def build_corpus(cfg: SynthConfig, progress: Callable[[int], object] | None = No
     out.mkdir(parents=True, exist_ok=True)
     (out / "doc").mkdir(exist_ok=True)
     write_wordlist_xls(out / "doc" / "speaker_wordlist.xls")
-    tasks = [(out, s, b, tuple(cfg.word_ids(b)), tuple(cfg.mics), cfg.seed) for s in cfg.speakers for b in cfg.blocks]
+    tasks = [(out, s, b, tuple(cfg.word_ids(b)), tuple(cfg.mics), cfg.seed, cfg.lip_visibility)
+             for s in cfg.speakers for b in cfg.blocks]
     results: dict[tuple[str, str], BlockResult] = {}
     jobs = max(1, min(cfg.jobs, len(tasks)))
     if jobs == 1:
@@ -264,6 +274,8 @@ def build_corpus(cfg: SynthConfig, progress: Callable[[int], object] | None = No
         "utterances": sum(len(r.words) for r in results.values()),
         "files": sorted(files),
     }
+    if cfg.lip_visibility != 1.0:  # at 1 the info stays byte for byte what it was before the option
+        info["video"]["lip_visibility"] = lp.parameters(cfg.lip_visibility)
     _write_text(out / INFO_FILE, json.dumps(info, indent=1) + "\n")
     return info
 

@@ -5,7 +5,8 @@ A block video is ``LEAD_FRAMES`` of rest, then each word's segment followed by `
 (after the last word: ``LEAD_FRAMES``). A word's segment has ``round(duration * fps)`` frames, frame k
 showing the mouth at time k / fps of the word's wav, so the wav and the segment have the same
 length within half a frame. Every frame has its own head pose and lighting (the recording session's plus a
-slow drift, :mod:`.variation`); the mouth follows the word's phonemes with this repetition's opening and lag.
+slow drift, :mod:`.variation`); the mouth follows the word's phonemes with this repetition's opening and lag,
+weakened by :mod:`.lips` when the corpus is synthesized with a lip visibility below 1.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from uaspeech_prep.synth import lips as lp
 from uaspeech_prep.synth.face import FRAME_SIZE, NEUTRAL_POSE, Face, Look
 from uaspeech_prep.synth.variation import Pose
 from uaspeech_prep.synth.visemes import VISEMES, keyframes, trajectory
@@ -35,8 +37,8 @@ class VideoWriteError(RuntimeError):
 @dataclass(frozen=True)
 class WordTrack:
     """What the video needs of one utterance: its id, duration (s) and phoneme events (s, name), and how
-    this repetition articulates: a factor on the mouth opening, one factor per phoneme target, and the
-    lag of the mouth behind the sound (s)."""
+    this repetition articulates: a factor on the mouth opening, one factor per phoneme target, the
+    lag of the mouth behind the sound (s), and how its lips are weakened (:mod:`.lips`; None: not at all)."""
 
     utt_id: str
     duration: float
@@ -44,6 +46,7 @@ class WordTrack:
     mouth_scale: float = 1.0
     open_factors: Sequence[float] | None = None
     lag_s: float = 0.0
+    lips: lp.WeakLips | None = None
 
 
 MAX_OPEN_PARAM = 1.25
@@ -59,9 +62,20 @@ def mouth_params(track: WordTrack, fps: float = FPS) -> np.ndarray:
     n = word_frames(track.duration, fps)
     times = np.arange(n) / fps
     ph = [(min(max(0.0, t + track.lag_s), track.duration), name) for t, name in track.phonemes]
-    p = trajectory(keyframes(ph, track.duration, track.open_factors), times)
-    p[:, 0] = np.clip(p[:, 0] * track.mouth_scale, 0.0, MAX_OPEN_PARAM)
-    return p
+    weak = track.lips
+    if weak is None:
+        p = trajectory(keyframes(ph, track.duration, track.open_factors), times)
+        p[:, 0] = np.clip(p[:, 0] * track.mouth_scale, 0.0, MAX_OPEN_PARAM)
+        return p
+    # weaker lips (:mod:`.lips`): confusable visemes share a shape, each target is perturbed, the articulation
+    # moves towards rest, and a slow random movement is added
+    rng = weak.rng()
+    rest = VISEMES["rest"]
+    keys = [(t, sh if sh == rest else lp.jitter_shape(sh, weak.jitter, rng))
+            for t, sh in keyframes(ph, track.duration, track.open_factors, lp.confused_shapes(weak.merge))]
+    p = lp.towards_rest(trajectory(keys, times), weak.amplitude) + lp.jitter(n, fps, weak.jitter, rng)
+    p[:, 0] *= track.mouth_scale
+    return lp.clip_params(p, MAX_OPEN_PARAM)
 
 
 def frame_index(tracks: Sequence[WordTrack], fps: float = FPS) -> list[tuple[str, int, int]]:

@@ -14,7 +14,7 @@ interval, and the trajectory between them is a smooth (cosine) interpolation, li
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -107,10 +107,14 @@ def visemes_of(phoneme: str) -> tuple[str, ...]:
 
 
 def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float,
-              open_factors: Sequence[float] | None = None) -> list[tuple[float, MouthShape]]:
+              open_factors: Sequence[float] | None = None,
+              shapes: Mapping[str, MouthShape] | None = None) -> list[tuple[float, MouthShape]]:
     """Target shapes with their times for a word: ``phonemes`` are (start_s, name) in time order,
     ``end_time`` the end of the audio. Rest shape at time 0 and at the end. ``open_factors`` (one per
-    phoneme) scale the opening of each phoneme's target(s): how far this repetition's articulation goes."""
+    phoneme) scale the opening of each phoneme's target(s): how far this repetition's articulation goes.
+    ``shapes``: the viseme table to take the targets from (default :data:`VISEMES`; weaker lips:
+    :func:`uaspeech_prep.synth.lips.confused_shapes`)."""
+    table = VISEMES if shapes is None else shapes
     keys: list[tuple[float, MouthShape]] = [(0.0, VISEMES["rest"])]
     times = [t for t, _ in phonemes] + [end_time]
     if phonemes:  # hold the rest shape until just before the first phoneme (anticipation)
@@ -124,7 +128,7 @@ def keyframes(phonemes: Sequence[tuple[float, str]], end_time: float,
         f = 1.0 if open_factors is None else float(open_factors[i])
 
         def target(v: str) -> MouthShape:
-            sh = VISEMES[v]
+            sh = table[v]
             return sh if f == 1.0 else replace(sh, open=sh.open * f)
 
         if vis == ("rest",):
