@@ -37,6 +37,10 @@ VARIANTS: dict[str, dict] = {
     # the scorer with its lag profile and SyncNet's contrastive loss (reliability.py since 2026-12-08); "reliability"
     # above measured the first scorer, without them (its runs are named trust_reliability_<seed>)
     "reliability_sync": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True},
+    # the same run with reliability_cutoff 0.5 (an inference setting: below it the clip is the audio alone, exactly);
+    # evaluate it with --reuse reliability_sync_cut50=<a copy of the run folder whose config.yaml sets the cutoff>
+    "reliability_sync_cut50": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True,
+                               "reliability_cutoff": 0.5},
     # fewer faulted clips: does the scorer keep the lips' gain on good video with less fault training?
     "reliability_f15": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.15, "video_reliability": True},
 }
