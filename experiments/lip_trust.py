@@ -41,6 +41,10 @@ VARIANTS: dict[str, dict] = {
     # evaluate it with --reuse reliability_sync_cut50=<a copy of the run folder whose config.yaml sets the cutoff>
     "reliability_sync_cut50": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True,
                                "reliability_cutoff": 0.5},
+    # the wrong lips of training stretched to the clip's length and other clips' lips as contrastive negatives
+    # (2026-12-08, after the cut50 run), with the cutoff
+    "reliability_content": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.3, "video_reliability": True,
+                            "reliability_cutoff": 0.5, "reliability_content_negatives": True},
     # fewer faulted clips: does the scorer keep the lips' gain on good video with less fault training?
     "reliability_f15": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.15, "video_reliability": True},
 }

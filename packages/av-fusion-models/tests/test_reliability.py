@@ -275,3 +275,28 @@ def test_the_scorer_learns_to_tell_in_sync_from_shifted_lips():
         r = scorer(audio, None, video, None).reliability
     accuracy = ((r > 0.5).float() == label).float().mean().item()
     assert accuracy > 0.9
+
+
+def test_training_wrong_lips_are_stretched_to_the_clips_length():
+    from av_fusion_models.modality_dropout import swap_video_stretched
+    from av_fusion_models.video_faults import stretch_index
+
+    states = torch.arange(2 * 8 * 1, dtype=torch.float32).view(2, 8, 1)
+    mask = torch.tensor([[False] * 4 + [True] * 4, [False] * 8])
+    out = swap_video_stretched(states, mask, torch.tensor([True, False]))
+    assert out[0, :4, 0].tolist() == states[1, stretch_index(8, 4), 0].tolist() == [8.0, 10.0, 13.0, 15.0]
+    assert torch.equal(out[0, 4:], states[0, 4:]) and torch.equal(out[1], states[1])  # padding and others kept
+
+
+def test_sync_loss_counts_other_clips_lips_as_negatives_by_hand():
+    from av_fusion_models.reliability import ReliabilityOutput
+
+    n = 2 * MAX_LAG + 1
+    profile = torch.zeros(2, n)
+    profile[0, MAX_LAG] = 0.5
+    cross = torch.tensor([[0.5, 0.3], [0.2, 0.4]])  # clip 0's sound against clip 1's lips: 0.3
+    out = ReliabilityOutput(torch.zeros(2), torch.zeros(2), torch.zeros(2, 3), profile,
+                            torch.ones(2, n, dtype=torch.bool), cross)  # reliability_content_negatives
+    e = lambda x: torch.exp(torch.tensor(x / SYNC_TEMPERATURE))  # noqa: E731
+    expected = -torch.log(e(0.5) / (e(0.5) + (n - 1) + e(0.3)))
+    assert sync_loss(out, torch.tensor([True, False])).item() == pytest.approx(expected.item(), rel=1e-5)

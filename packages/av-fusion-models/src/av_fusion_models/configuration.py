@@ -94,6 +94,9 @@ class AVWhisperConfig:
         reliability_hidden_dim: width of the scorer.
         reliability_loss_weight: weight of the scorer's agreement loss (binary cross-entropy against the fault
             labels) added to the recognition loss in training.
+        reliability_content_negatives: train the scorer on what the lips say, not only when: the faults' wrong lips
+            are stretched to the clip's length (their timing then agrees) and the other clips' lips at lag 0 are
+            negatives of its contrastive loss (docs/GATING_AND_ROUTING.md 6, point 4).
         reliability_cutoff: at inference, a clip whose r is below this value gets r = 0 (the audio alone,
             exactly); 0 keeps r as it is.
         avhubert_size: `"base"` (768-d, 12 layers), `"large"` (1024-d, 24 layers) or `"tiny"`
@@ -136,6 +139,7 @@ class AVWhisperConfig:
     reliability_hidden_dim: int = 128
     reliability_loss_weight: float = 1.0
     reliability_cutoff: float = 0.0
+    reliability_content_negatives: bool = False
     avhubert_size: str = "base"
     avhubert_checkpoint: str | None = None
     avhubert_layers: int | None = None

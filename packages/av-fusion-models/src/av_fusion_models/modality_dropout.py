@@ -27,7 +27,7 @@ from itertools import accumulate
 
 import torch
 
-from .video_faults import TRAINING_FAULTS, TrainingFaults, draw_training_faults
+from .video_faults import TRAINING_FAULTS, TrainingFaults, draw_training_faults, stretch_index
 
 
 @dataclass
@@ -53,10 +53,14 @@ class ModalityDraw:
     @property
     def all_wrong(self) -> torch.Tensor:
         """[B] bool: the sample's projected video is another sample's (video_mismatch_prob or a "wrong" fault)."""
-        wrong = self.wrong_video
-        if self.faults is not None:
-            wrong = wrong | (self.faults.kind == TRAINING_FAULTS.index("wrong")).to(wrong.device)
-        return wrong
+        return self.wrong_video | self.wrong_fault
+
+    @property
+    def wrong_fault(self) -> torch.Tensor:
+        """[B] bool: the "wrong" class of the faults (another sample's lips stretched to this clip's length)."""
+        if self.faults is None:
+            return torch.zeros_like(self.wrong_video)
+        return (self.faults.kind == TRAINING_FAULTS.index("wrong")).to(self.wrong_video.device)
 
 
 def draw_modalities(config, bsz: int, device) -> ModalityDraw | None:
@@ -79,6 +83,21 @@ def freeze_frames(video: torch.Tensor, frozen: torch.Tensor) -> torch.Tensor:
         return video
     held = video[:, :1].expand_as(video)
     return torch.where(frozen.view(-1, *[1] * (video.dim() - 1)).to(video.device), held, video)
+
+
+def swap_video_stretched(states: torch.Tensor, mask: torch.Tensor, wrong: torch.Tensor) -> torch.Tensor:
+    """Projected video states [B, T_v, D], padding mask [B, T_v]: each ``wrong`` [B] sample takes the next sample's
+    states (cyclically) stretched (nearest frame) to its own valid length, as evaluation's mismatched lips are, so
+    that their timing does not give them away; its mask stays its own."""
+    if not bool(wrong.any()) or states.shape[0] < 2:
+        return states
+    lengths = (~mask).sum(dim=1).tolist()
+    out = states.clone()
+    for b in torch.nonzero(wrong).flatten().tolist():
+        p = (b + 1) % states.shape[0]
+        if lengths[b] and lengths[p]:
+            out[b, : lengths[b]] = states[p, stretch_index(lengths[p], lengths[b]).to(states.device)]
+    return out
 
 
 def swap_video(states: torch.Tensor, mask: torch.Tensor, wrong: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,7 +50,7 @@ from .features import SILENCE_LOG_MEL, mel_frames_for_video
 from .fused_layers import FusionState, GatedXAttnDecoderLayer, GatedXAttnEncoderLayer, GatedXAttnLayer
 from .gated_xattn import GatedCrossAttentionBlock
 from .generation_mixin import AVWhisperGenerationMixin
-from .modality_dropout import draw_modalities, freeze_frames, swap_video
+from .modality_dropout import draw_modalities, freeze_frames, swap_video, swap_video_stretched
 from .reliability import AVReliabilityScorer, agreement_loss, sync_loss
 from .router import FusionRouter
 from .video_faults import apply_training_faults
@@ -327,7 +327,11 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
                                               black_value=-VIDEO_MEAN / VIDEO_STD)
         projected, mask = self.encode_video(video, video_padding_mask)
         if draw is not None:
-            projected, mask = swap_video(projected, mask, draw.all_wrong)
+            if self.config.reliability_content_negatives:  # the fault's wrong lips stretched, as evaluation's
+                projected = swap_video_stretched(projected, mask, draw.wrong_fault)
+                projected, mask = swap_video(projected, mask, draw.wrong_video)
+            else:
+                projected, mask = swap_video(projected, mask, draw.all_wrong)
             mask = mask | draw.drop_video[:, None]
             input_features = torch.where(
                 draw.drop_audio[:, None, None].to(input_features.device),
@@ -411,7 +415,8 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             enc_len = (fusion.input_lengths.to(audio_states.device) + 1) // 2
             audio_mask = torch.arange(audio_states.shape[1], device=audio_states.device)[None] >= enc_len[:, None]
         out = self.reliability(audio_states, audio_mask, fusion.projected_video, fusion.video_padding_mask,
-                               audio_ratio=round(ENCODER_FRAME_RATE / self.config.video_fps))
+                               audio_ratio=round(ENCODER_FRAME_RATE / self.config.video_fps),
+                               content_negatives=self.config.reliability_content_negatives)
         r = out.reliability
         if not self.training and self.config.reliability_cutoff > 0:
             r = torch.where(r < self.config.reliability_cutoff, torch.zeros_like(r), r)

@@ -49,6 +49,7 @@ class ReliabilityOutput:
     frame_logits: torch.Tensor  # [B, T_v]
     lag_profile: torch.Tensor | None = None  # [B, 2 MAX_LAG + 1] mean cos(a_t, v_(t+l)), lag l = index - MAX_LAG
     lag_valid: torch.Tensor | None = None  # [B, 2 MAX_LAG + 1] bool: the lag leaves frames to compare
+    cross: torch.Tensor | None = None  # [B, B] mean cos(a of clip i, v of clip j) at lag 0 (NaN: nothing to compare)
 
     @property
     def offset_frames(self) -> torch.Tensor | None:
@@ -125,13 +126,15 @@ class AVReliabilityScorer(nn.Module):
 
     def forward(self, audio_states: torch.Tensor, audio_padding_mask: torch.Tensor | None,
                 video_states: torch.Tensor, video_padding_mask: torch.Tensor | None,
-                audio_ratio: int = 2) -> ReliabilityOutput:
+                audio_ratio: int = 2, content_negatives: bool = False) -> ReliabilityOutput:
         """
         Shapes:
             audio_states       [B, T_a, D]  audio at ``audio_ratio`` x the video rate (Whisper: 50 Hz, video 25 Hz)
             audio_padding_mask [B, T_a]     bool, True = padding; optional
             video_states       [B, T_v, D]  projected video, no positions
             video_padding_mask [B, T_v]     bool, True = padding; optional
+            content_negatives  in training, also compare each clip's sound with the other clips' lips at lag 0
+                               (``ReliabilityOutput.cross``, negatives of `sync_loss`)
         Returns:
             ReliabilityOutput: logit [B], reliability [B], frame_logits [B, T_v]
         """
@@ -146,7 +149,15 @@ class AVReliabilityScorer(nn.Module):
         joint = self._conv(self.joint_conv, torch.cat([a, v, a * v], dim=-1), valid)
         frame_logits = self.frame_head(joint).squeeze(-1)  # [B, T_v]
         count = valid.sum(dim=1)
-        profile, lag_ok = self.lag_profile(self.audio_sync(a), self.video_sync(v), valid)
+        a_sync, v_sync = self.audio_sync(a), self.video_sync(v)
+        profile, lag_ok = self.lag_profile(a_sync, v_sync, valid)
+        cross = None
+        if self.training and content_negatives:  # other clips' lips at lag 0: the contrastive loss's negatives of what is said
+            an, vn = F.normalize(a_sync.float(), dim=-1), F.normalize(v_sync.float(), dim=-1)
+            w = valid.float()
+            num = torch.einsum("ith,jth,it,jt->ij", an, vn, w, w)
+            den = torch.einsum("it,jt->ij", w, w)
+            cross = torch.where(den > 0, num / den.clamp_min(1.0), torch.full_like(num, float("nan")))
         others = profile.masked_fill(~lag_ok, -2.0)
         others[:, MAX_LAG] = -2.0
         peak = (profile[:, MAX_LAG] - others.max(dim=1).values)[:, None]
@@ -154,17 +165,23 @@ class AVReliabilityScorer(nn.Module):
         logit = (frame_logits * valid).sum(dim=1) / count.clamp_min(1.0) + sync_logit
         reliability = torch.sigmoid(logit) * (count > 0).to(logit.dtype)
         return ReliabilityOutput(logit=logit, reliability=reliability, frame_logits=frame_logits,
-                                 lag_profile=profile, lag_valid=lag_ok)
+                                 lag_profile=profile, lag_valid=lag_ok, cross=cross)
 
 
 def sync_loss(out: ReliabilityOutput, in_sync: torch.Tensor) -> torch.Tensor | None:
     """SyncNet's contrastive objective on the lag profile: for clips whose lips belong to their sound
-    (``in_sync`` [B] bool), lag 0 must win a softmax over the valid lags (temperature `SYNC_TEMPERATURE`);
-    None when no clip qualifies."""
+    (``in_sync`` [B] bool), lag 0 must win a softmax over the valid lags and, in training, over the other clips'
+    lips at lag 0 (``out.cross``: what is said, not only when; temperature `SYNC_TEMPERATURE`); None when no
+    clip qualifies."""
     keep = in_sync.to(out.lag_profile.device) & out.lag_valid[:, MAX_LAG]
     if not bool(keep.any()):
         return None
     logits = (out.lag_profile[keep] / SYNC_TEMPERATURE).masked_fill(~out.lag_valid[keep], -1e4)
+    if out.cross is not None and out.cross.shape[0] > 1:
+        others = out.cross[keep].clone()
+        rows = torch.nonzero(keep).flatten()
+        others[torch.arange(len(rows)), rows] = float("nan")  # the clip's own lips are the positive, at lag 0
+        logits = torch.cat([logits, (others / SYNC_TEMPERATURE).nan_to_num(nan=-1e4)], dim=1)
     target = torch.full((logits.shape[0],), MAX_LAG, dtype=torch.long, device=logits.device)
     return F.cross_entropy(logits.float(), target)
 

@@ -164,6 +164,9 @@ class TrainingConfig:
     """Weight of the reliability scorer's agreement loss (against the labels of the training faults)."""
     reliability_cutoff: float = 0.0
     """At inference, a clip whose reliability is below this value is recognised from the audio alone."""
+    reliability_content_negatives: bool = False
+    """Train the reliability scorer on what the lips say too: wrong lips stretched to the clip's length and the other
+    clips' lips as negatives (measured in docs/GATING_AND_ROUTING.md 6: fewer wrong lips followed, some gain lost)."""
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
@@ -369,6 +372,7 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
         "video_clip_norm", "video_frame_size", "video_frozen_prob", "video_mismatch_prob", "video_fault_prob",
         "video_fault_classes", "video_reliability", "reliability_loss_weight", "reliability_cutoff",
+        "reliability_content_negatives",
     ]
     if not cfg.uses_video:
         for key in av_only:
