@@ -68,12 +68,9 @@ def train_variant(name: str, overrides: dict, common: dict) -> Path:
 
 
 def reliability_stats(pred_file: Path) -> list[float]:
-    values = []
-    for line in pred_file.read_text(encoding="utf-8").splitlines():
-        rec = json.loads(line)
-        if rec.get("video_reliability") is not None:
-            values.append(float(rec["video_reliability"]))
-    return values
+    from av_eval import read_predictions
+
+    return [p.video_reliability for p in read_predictions(pred_file) if p.video_reliability is not None]
 
 
 def main(argv: list[str] | None = None) -> int:

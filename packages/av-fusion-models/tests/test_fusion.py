@@ -8,6 +8,7 @@ from transformers import WhisperForConditionalGeneration
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration, GatedCrossAttentionBlock
 from av_fusion_models import testing
+from av_fusion_models.testing import open_gates
 from av_fusion_models.features import SILENCE_LOG_MEL
 from av_fusion_models.modality_dropout import draw_modalities
 
@@ -28,13 +29,6 @@ def av_model(whisper=None, seed=0, **cfg) -> AVWhisperForConditionalGeneration:
     whisper = tiny_whisper(seed) if whisper is None else whisper
     torch.manual_seed(seed + 1)
     return AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(**cfg)).eval()
-
-
-def open_gates(model, value=0.7):
-    with torch.no_grad():
-        for block in model.gated_xattn_blocks:
-            block.attn_gate.fill_(value)
-            block.ff_gate.fill_(-value)
 
 
 def inputs(bsz=2, t_a=FULL, t_v=6, seed=0):

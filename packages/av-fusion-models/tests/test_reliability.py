@@ -7,6 +7,7 @@ import torch
 
 from av_fusion_models import AVWhisperConfig, AVWhisperForConditionalGeneration
 from av_fusion_models import testing
+from av_fusion_models.testing import open_gates
 from av_fusion_models.modality_dropout import ModalityDraw, draw_modalities
 from av_fusion_models.reliability import (MAX_LAG, SYNC_TEMPERATURE, AVReliabilityScorer, agreement_loss,
                                          audio_at_video_rate, sync_loss)
@@ -20,13 +21,6 @@ def av_model(seed=0, **cfg):
     whisper = testing.tiny_whisper(seed, max_source_positions=100, num_mel_bins=N_MELS).eval()
     torch.manual_seed(seed + 1)
     return AVWhisperForConditionalGeneration.from_whisper(whisper, AVWhisperConfig(**cfg)).eval()
-
-
-def open_gates(model, value=0.7):
-    with torch.no_grad():
-        for block in model.gated_xattn_blocks:
-            block.attn_gate.fill_(value)
-            block.ff_gate.fill_(-value)
 
 
 def set_reliability_logit(model, logit):
@@ -239,6 +233,7 @@ def test_agreement_loss_ignores_unlabelled_samples():
     ({"video_reliability": True, "fusion_location": "none"}, "video_reliability needs audio and video"),
     ({"video_fault_classes": ["shift", "upside_down"]}, "video_fault_classes"),
     ({"video_fault_prob": 0.6, "audio_dropout": 0.5}, "must be <= 1"),
+    ({"video_fault_prob": 0.3, "video_encoder": "precomputed", "video_dim": 16}, "video_fault_prob needs lip frames"),
 ])
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

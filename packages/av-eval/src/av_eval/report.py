@@ -23,13 +23,14 @@ def write_report(report: Report, out_dir: str | Path, stem: str = "metrics") -> 
     out_dir = Path(out_dir)
     paths = {
         "json": atomic_write_text(out_dir / f"{stem}.json", json.dumps(report.as_dict(), indent=2) + "\n"),
-        "csv": atomic_write_text(out_dir / f"{stem}.csv", _rows_to_csv(report.rows())),
+        "csv": atomic_write_text(out_dir / f"{stem}.csv", rows_to_csv(report.rows())),
     }
     paths["png"] = plot_levels({stem: report}, out_dir / f"{stem}_levels.png")
     return paths
 
 
-def _rows_to_csv(rows: list[dict]) -> str:
+def rows_to_csv(rows: list[dict]) -> str:
+    """CSV text of dict rows (the first row's keys are the header)."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -145,7 +146,7 @@ def write_summary(summary: "SeedSummary", json_path: str | Path, title: str = ""
     rows = [{k: ("" if v is None else v) for k, v in row.items()} for row in summary.rows()]
     paths = {
         "json": atomic_write_text(json_path, json.dumps(summary.as_dict(), indent=2, allow_nan=False) + "\n"),
-        "csv": atomic_write_text(json_path.with_suffix(".csv"), _rows_to_csv(rows)),
+        "csv": atomic_write_text(json_path.with_suffix(".csv"), rows_to_csv(rows)),
     }
     paths["png"] = plot_levels_ci({title or json_path.stem: summary}, json_path.with_name(json_path.stem + "_levels.png"))
     return paths

@@ -195,6 +195,9 @@ class AVWhisperConfig:
             if bad or not self.video_fault_classes:
                 raise ValueError(f"video_fault_classes must be a non-empty list of {list(TRAINING_FAULTS)}, got "
                                  f"{self.video_fault_classes}")
+        if self.video_fault_prob > 0 and self.video_encoder == "precomputed":
+            raise ValueError("video_fault_prob needs lip frames: precomputed video features cannot be occluded, "
+                             "blurred or blacked out; set video_fault_prob: 0 or use a pixel video encoder")
         if self.video_reliability and (self.video_only or not self.uses_video):
             raise ValueError("video_reliability needs audio and video: it scores whether the lips agree with the sound")
         if self.reliability_hidden_dim < 1 or self.reliability_loss_weight < 0:

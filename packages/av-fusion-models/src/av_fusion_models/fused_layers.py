@@ -69,7 +69,6 @@ class FusionState:
     input_lengths: torch.Tensor | None = None  # [B] valid mel frames, when known
     draw: object | None = None  # the training draw (modality_dropout.ModalityDraw), None at inference
     reliability: torch.Tensor | None = None  # [B] the reliability scale of each sample's video (reliability.py)
-    reliability_logit: torch.Tensor | None = None  # [B] the scorer's clip logit
     reliability_out: object | None = None  # the scorer's whole output (reliability.ReliabilityOutput)
 
     @property

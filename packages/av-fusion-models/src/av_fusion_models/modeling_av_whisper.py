@@ -322,9 +322,9 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
         if draw is not None:
             video = freeze_frames(video, draw.frozen_video)
             if draw.faults is not None:
-                valid = video.shape[1] - (0 if video_padding_mask is None else video_padding_mask.to(torch.bool).sum(1))
-                video = apply_training_faults(video, torch.as_tensor(valid).expand(video.shape[0]).cpu(), draw.faults,
-                                              black_value=-VIDEO_MEAN / VIDEO_STD)
+                frames = torch.full((video.shape[0],), video.shape[1]) if video_padding_mask is None else \
+                    (~video_padding_mask.to(torch.bool)).sum(1).cpu()
+                video = apply_training_faults(video, frames, draw.faults, black_value=-VIDEO_MEAN / VIDEO_STD)
         projected, mask = self.encode_video(video, video_padding_mask)
         if draw is not None:
             if self.config.reliability_content_negatives:  # the fault's wrong lips stretched, as evaluation's
@@ -372,9 +372,9 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             raise ValueError(
                 f"Whisper expects {full} mel frames, got {t_a} (pad to 30 s, or set cut_encoder_positions=True)"
             )
-        x = F.gelu(enc.conv1(input_features.to(device=enc.conv1.weight.device, dtype=enc.conv1.weight.dtype)))
-        x = F.gelu(enc.conv2(x))
-        x = x.permute(0, 2, 1)  # [B, T_enc, D]
+        x = self.encoder_stem(input_features)  # [B, T_enc, D]
+        if self.reliability is not None and fusion is not None and self.config.fuse_encoder:
+            self.score_reliability(fusion, x)  # the fused layers below need r before they run: from the stem
         x = x + enc.embed_positions.weight[: x.shape[1]]
         x = F.dropout(x, p=enc.dropout, training=self.training)
         kwargs = fusion.kwargs("encoder") if (fusion is not None and self.config.fuse_encoder) else {}
@@ -392,9 +392,7 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
         stochastic = self.training and max(w.dropout, w.attention_dropout, w.activation_dropout) > 0
         if self.config.video_only and not self.config.fuse_encoder and feats.shape[0] > 1 and not stochastic:
             return self.encode(feats[:1], fusion).expand(feats.shape[0], -1, -1)
-        if self.reliability is not None and self.config.fuse_encoder:  # the fused layers need r before they run
-            self.score_reliability(fusion, self.encoder_stem(feats))
-        hidden = self.encode(feats, fusion)
+        hidden = self.encode(feats, fusion)  # with encoder fusion, `encode` scores the reliability from its stem
         if self.reliability is not None and not self.config.fuse_encoder:  # the encoder heard the audio alone
             self.score_reliability(fusion, hidden)
         return hidden
@@ -422,7 +420,7 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             r = torch.where(r < self.config.reliability_cutoff, torch.zeros_like(r), r)
         if fusion.draw is not None:
             r = torch.where(fusion.draw.drop_audio.to(r.device), torch.ones_like(r), r)
-        fusion.reliability, fusion.reliability_logit, fusion.reliability_out = r, out.logit, out
+        fusion.reliability, fusion.reliability_out = r, out
 
     def decode(
         self,
@@ -495,9 +493,9 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
             target = labels if keep is None else labels[keep]
             loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), target.reshape(-1),
                                    ignore_index=-100, label_smoothing=label_smoothing)
-            if fusion.reliability_logit is not None and fusion.draw is not None:
+            if fusion.reliability_out is not None and fusion.draw is not None:
                 agree = fusion.draw.agree
-                rel_loss = agreement_loss(fusion.reliability_logit, agree)
+                rel_loss = agreement_loss(fusion.reliability_out.logit, agree)
                 in_sync = sync_loss(fusion.reliability_out, torch.nan_to_num(agree, nan=0.0) == 1.0)
                 if in_sync is not None:
                     rel_loss = in_sync if rel_loss is None else rel_loss + in_sync

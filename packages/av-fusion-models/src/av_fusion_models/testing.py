@@ -31,3 +31,12 @@ def tiny_whisper(seed: int | None = 0, **overrides) -> WhisperForConditionalGene
     if seed is not None:
         torch.manual_seed(seed)
     return WhisperForConditionalGeneration(tiny_whisper_config(**overrides))
+
+
+def open_gates(model, value: float = 0.7) -> None:
+    """Set every fused block's gates of an `AVWhisperForConditionalGeneration` open (attention +value, dense
+    -value), so that the video visibly changes the output in a test."""
+    with torch.no_grad():
+        for block in model.gated_xattn_blocks:
+            block.attn_gate.fill_(value)
+            block.ff_gate.fill_(-value)

@@ -21,10 +21,8 @@ audio-only runs are decoded once per SNR there and their report reused for every
 
 from __future__ import annotations
 
-import csv
 import gc
 import hashlib
-import io
 import json
 import logging
 from pathlib import Path
@@ -35,7 +33,7 @@ import torch
 from av_eval import score_predictions, write_predictions
 from av_eval.metrics import LEVELS
 from av_eval.predictions import atomic_write_text
-from av_eval.report import plot_routes_vs_snr, plot_video_faults, plot_wer_vs_snr, route_probs_per_level
+from av_eval.report import plot_routes_vs_snr, plot_video_faults, plot_wer_vs_snr, route_probs_per_level, rows_to_csv
 from av_fusion_models import log_mel
 from av_fusion_models.video_faults import VideoCondition, apply_condition, parse_video_condition
 from av_train.data.dataset import ROI_FPS, UASpeechAVDataset, load_audio
@@ -273,19 +271,11 @@ def evaluate_noise(checkpoints: list[Path], kind: str = "babble", snrs: list[flo
     meta = {"noise": kind, "snrs_db": [snr_label(s) for s in snrs], "split": split, "talkers": talkers, "seed": seed,
             "decode_vocabulary": decode_vocabulary or "each run's own", "video": cond.name}
     atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "runs": reports, "routes": routes}, indent=2) + "\n")
-    atomic_write_text(stem.with_suffix(".csv"), _csv(rows))
+    atomic_write_text(stem.with_suffix(".csv"), rows_to_csv(rows))
     png = plot_wer_vs_snr(curves, output / f"noise_{kind}{tag}_wer_vs_snr.png")
     routes_png = plot_routes_vs_snr(routes, output / f"noise_{kind}{tag}_routes_vs_snr.png") if routes else None
     return {"curves": curves, "reports": report_objects, "routes": routes, "routes_png": routes_png,
             "json": stem.with_suffix(".json"), "csv": stem.with_suffix(".csv"), "png": png}
-
-
-def _csv(rows: list[dict]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
 
 
 def evaluate_video_conditions(checkpoints: list[Path], kind: str = "babble",
@@ -319,7 +309,7 @@ def evaluate_video_conditions(checkpoints: list[Path], kind: str = "babble",
             "talkers": kw.get("talkers", 4), "seed": kw.get("seed", 0),
             "files": {c: str(r["json"]) for c, r in per.items()}}
     out["json"] = atomic_write_text(stem.with_suffix(".json"), json.dumps({**meta, "wer": wer}, indent=2) + "\n")
-    out["csv"] = atomic_write_text(stem.with_suffix(".csv"), _csv(rows))
+    out["csv"] = atomic_write_text(stem.with_suffix(".csv"), rows_to_csv(rows))
     totals = {run: {c: {snr: g["total"] for snr, g in by.items()} for c, by in r.items()} for run, r in wer.items()}
     out["png"] = plot_video_faults(totals, stem.with_suffix(".png"))
     return out
