@@ -48,6 +48,13 @@ VARIANTS: dict[str, dict] = {
     # fewer faulted clips: does the scorer keep the lips' gain on good video with less fault training?
     "reliability_f15": {**RECIPE, "video_frozen_prob": 0.0, "video_fault_prob": 0.15, "video_reliability": True},
 }
+# the default recipe since 2026-12-08: reliability_sync's model (trained with the cutoff) decoded with the audio check.
+# Variants that are another variant's trained model decoded with other inference settings: the study writes a run
+# folder trust_<variant>_<seed> beside the trained one, with its best.ckpt hard-linked and these config values set
+AUDIO_MARGIN = 4.0
+INFERENCE_COPIES: dict[str, tuple[str, dict]] = {
+    "audio_check": ("reliability_sync", {"reliability_cutoff": 0.5, "reliability_audio_margin": AUDIO_MARGIN}),
+}
 CONDITIONS = ["clean", "late-200ms", "early-200ms", "late-400ms", "early-400ms", "occluded", "blur", "fps-5",
               "black", "frozen", "mismatched", "other_speaker"]
 # the goals of issue 29 that this table can check (demo corpus, B2): fault classes with their tolerance
@@ -67,6 +74,27 @@ def train_variant(name: str, overrides: dict, common: dict) -> Path:
     return cfg.checkpoint_dir
 
 
+def inference_copy(trained: Path, name: str, settings: dict) -> Path:
+    """A run folder of ``trained``'s weights (hard link, or a copy across file systems) whose config.yaml holds
+    ``settings``: the evaluation decodes it with them."""
+    import os
+    import shutil
+
+    import yaml
+
+    out = trained.parent / name
+    out.mkdir(exist_ok=True)
+    if not (out / "best.ckpt").exists():
+        try:
+            os.link((trained / "best.ckpt").resolve(), out / "best.ckpt")
+        except OSError:
+            shutil.copy2(trained / "best.ckpt", out / "best.ckpt")
+    cfg = yaml.safe_load((trained / "config.yaml").read_text())
+    cfg.update(settings, train_id=name)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return out
+
+
 def reliability_stats(pred_file: Path) -> list[float]:
     from av_eval import read_predictions
 
@@ -76,7 +104,8 @@ def reliability_stats(pred_file: Path) -> list[float]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", required=True)
-    p.add_argument("--variants", nargs="+", default=["recipe", "faults", "reliability"], choices=list(VARIANTS))
+    p.add_argument("--variants", nargs="+", default=["recipe", "faults", "reliability"],
+                   choices=[*VARIANTS, *INFERENCE_COPIES])
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--audio-run", default="demo_audio")
     p.add_argument("--lip-run", default="demo_lip")
@@ -107,6 +136,12 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.variants:
         if name in reused:
             runs[name] = ckpts / reused[name]
+        elif name in INFERENCE_COPIES:
+            base, settings = INFERENCE_COPIES[name]
+            trained = ckpts / f"trust_{base}_{args.seed}"
+            if not args.eval_only:
+                trained = train_variant(trained.name, VARIANTS[base], common)
+            runs[name] = inference_copy(trained, f"trust_{name}_{args.seed}", settings)
         elif args.eval_only:
             runs[name] = ckpts / f"trust_{name}_{args.seed}"
         else:

@@ -64,6 +64,9 @@ class ModelStep:
         self._source = encoder_hidden
         self._cache = None
         self.video_reliability: torch.Tensor | None = None  # [B] set by the model's decoder_step, for reporting
+        # the same inputs heard without the lips (audio_check.py), and the margin of the check; set by decoder_step
+        self.audio_only: ModelStep | None = None
+        self.audio_margin: float = 0.0
 
     def __call__(self, new_ids: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         if self.use_cache:
@@ -79,6 +82,21 @@ class ModelStep:
     def repeat(self, k: int) -> ModelStep:
         return ModelStep(self._decode, self._head, self._source, self._fusion_kwargs, self.suppress_tokens,
                          self.use_cache, self._k * k)
+
+    @torch.no_grad()
+    def score(self, ids: torch.Tensor, prompt_len: int, eos: Sequence[int]) -> torch.Tensor:
+        """Sum of the log-probabilities of each row's tokens after the prompt, up to and including its first ``eos``
+        (what follows, padding, is not counted): ids [N, P + G] -> [N], one pass without the cache (the step's
+        own cache is left alone). The same log-probabilities as the search saw (``suppress_tokens`` applied)."""
+        hidden, _ = self._decode(ids[:, :-1], self._encoder_hidden, self._kwargs)
+        logits = self._head(hidden[:, prompt_len - 1:]).float()  # [N, G, V]
+        if self.suppress_tokens:
+            logits[..., self.suppress_tokens] = -float("inf")
+        targets = ids[:, prompt_len:].to(logits.device)  # [N, G]
+        token_lp = F.log_softmax(logits, dim=-1).gather(-1, targets[..., None]).squeeze(-1)
+        is_eos = torch.isin(targets, targets.new_tensor(list(eos))) if eos else torch.zeros_like(targets, dtype=torch.bool)
+        after_eos = (is_eos.long().cumsum(dim=1) - is_eos.long()) > 0  # strictly after the first eos
+        return token_lp.masked_fill(after_eos, 0.0).sum(dim=1)
 
     def reorder(self, index: torch.Tensor) -> None:
         if self._cache is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .audio_check import decode_with_audio_check
 from .constrained import TokenTrie
 from .generation import ModelStep, beam_search, check_constraint, greedy_search
 
@@ -36,7 +37,8 @@ class AVWhisperGenerationMixin:
         states of every fused decoder layer; greedy / beam search or an ensemble drive it.
         Shapes: inputs as in `forward` (batch B). Returns (step, route_probs [B, 3] or None without routing); the
         step's ``video_reliability`` is the reliability scale [B] applied to each sample's video (None without a
-        scorer or without video). Modality dropout is never applied here.
+        scorer or without video). With ``reliability_audio_margin`` the step also carries ``audio_only``, the same
+        inputs heard without the lips, for the audio check (audio_check.py). Modality dropout is never applied here.
         """
         fusion = self.prepare_fusion(
             input_features, video, video_padding_mask, levels, input_lengths, modality_dropout=False
@@ -48,6 +50,14 @@ class AVWhisperGenerationMixin:
 
         step = ModelStep(self.decode, self.whisper.proj_out, encoder_hidden, fusion_kwargs, suppress_tokens, use_cache)
         step.video_reliability = fusion.video_reliability
+        margin = self.config.reliability_audio_margin
+        if margin > 0 and fusion.reliability is not None and bool((fusion.reliability > 0).any()):
+            # the audio check's listener (audio_check.py): Whisper alone, as r = 0 gives it; without encoder fusion
+            # the encoder heard the audio alone already
+            audio_hidden = self.encode(fusion.input_features) if self.config.fuse_encoder else encoder_hidden
+            step.audio_only = ModelStep(self.decode, self.whisper.proj_out, audio_hidden, lambda _: {},
+                                        suppress_tokens, use_cache)
+            step.audio_margin = margin
         return step, None if fusion.route is None else fusion.route.route_probs
 
     @torch.no_grad()
@@ -119,14 +129,15 @@ class AVWhisperGenerationMixin:
         step, route_probs = self.decoder_step(
             input_features, video, video_padding_mask, levels, input_lengths, suppress_tokens
         )
-        if num_beams <= 1:
-            ids = greedy_search(step, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint,
-                                loop_repeats)
-        else:
-            ids = beam_search(step, decoder_input_ids, max_new_tokens, num_beams, eos_ids, pad_token_id,
-                              length_penalty, constraint, loop_repeats)
-        return self._generate_result(ids, route_probs, step.video_reliability, return_route_probs,
-                                     return_video_reliability)
+        def search(s):
+            if num_beams <= 1:
+                return greedy_search(s, decoder_input_ids, max_new_tokens, eos_ids, pad_token_id, constraint,
+                                     loop_repeats)
+            return beam_search(s, decoder_input_ids, max_new_tokens, num_beams, eos_ids, pad_token_id,
+                               length_penalty, constraint, loop_repeats)
+
+        ids, reliability = decode_with_audio_check(step, search, decoder_input_ids.shape[1], eos_ids, pad_token_id)
+        return self._generate_result(ids, route_probs, reliability, return_route_probs, return_video_reliability)
 
     @staticmethod
     def _generate_result(ids, route_probs, reliability, with_routes: bool, with_reliability: bool):

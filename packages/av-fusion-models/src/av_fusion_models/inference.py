@@ -56,6 +56,7 @@ def _select(kwargs: dict, i: int, repeat: int) -> dict:
 @torch.no_grad()
 def rank_vocabulary(
     model, processor: AVWhisperProcessor, inputs: dict, k: int = 5, vocabulary: Sequence[str] | None = None,
+    overruled: torch.Tensor | None = None,
 ) -> list[list[tuple[str, float]]]:
     """The ``k`` most probable words of the closed vocabulary per input, exactly.
 
@@ -65,7 +66,9 @@ def rank_vocabulary(
     taken from the queue are the best ones; only the prefixes that can still win are run through the
     decoder, not every word of the vocabulary.
 
-    Shapes: inputs as returned by the processor (batch B). Returns B lists of (word, log-prob).
+    Shapes: inputs as returned by the processor (batch B); ``overruled`` [B] bool: inputs whose lips the audio
+    check overruled (audio_check.py), ranked by the audio alone as they were decoded. Returns B lists of
+    (word, log-prob).
     """
     if vocabulary is not None:
         processor = processor.with_vocabulary(vocabulary)
@@ -78,6 +81,9 @@ def rank_vocabulary(
     inputs = {key: v.to(device) for key, v in inputs.items()}
     fusion, encoder_hidden = _fusion_state(model, inputs)
     dec_kwargs = fusion.kwargs("decoder") if model.config.fuse_decoder else {}
+    audio_hidden = None
+    if overruled is not None and bool(overruled.any()):
+        audio_hidden = model.encode(fusion.input_features) if model.config.fuse_encoder else encoder_hidden
     prompt = list(processor.prompt_ids)
     results = []
     for i in range(encoder_hidden.shape[0]):
@@ -98,8 +104,10 @@ def rank_vocabulary(
             ids = torch.full((len(batch), width), eos, dtype=torch.long, device=device)
             for j, b in enumerate(batch):
                 ids[j, : len(prompt) + len(b[2])] = torch.tensor(prompt + list(b[2]), device=device)
-            enc = encoder_hidden[i : i + 1].expand(len(batch), *encoder_hidden.shape[1:])
-            hidden, _ = model.decode(ids, enc, _select(dec_kwargs, i, len(batch)))
+            alone = audio_hidden is not None and bool(overruled[i])
+            source = audio_hidden if alone else encoder_hidden
+            enc = source[i : i + 1].expand(len(batch), *source.shape[1:])
+            hidden, _ = model.decode(ids, enc, {} if alone else _select(dec_kwargs, i, len(batch)))
             # the causal decoder: right padding does not change a row's own last position
             last = hidden[torch.arange(len(batch)), torch.tensor([len(prompt) + n - 1 for n in lengths])]
             logprobs = F.log_softmax(model.whisper.proj_out(last).float(), dim=-1).cpu()
@@ -160,7 +168,11 @@ def recognize_inputs(
         constraint=processor.constraint(), return_video_reliability=True, loop_repeats=processor.loop_repeats,
     )
     texts = processor.batch_decode(ids[:, prompt.shape[1]:])
-    ranked = rank_vocabulary(model, processor, inputs, top_k) if processor.vocabulary else [[] for _ in texts]
+    overruled = None
+    if trust is not None and model.config.reliability_audio_margin > 0:  # the audio check set these clips' r to 0
+        overruled = trust == 0
+    ranked = (rank_vocabulary(model, processor, inputs, top_k, overruled=overruled) if processor.vocabulary
+              else [[] for _ in texts])
     routes: list[dict[str, float] | None] = [None] * bsz
     if route_probs is not None:  # no router, or no video (sound alone): nothing was routed, routes stay None
         routes = [dict(zip(ROUTES, (float(p) for p in row))) for row in route_probs.float().cpu()]

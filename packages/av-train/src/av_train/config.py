@@ -167,6 +167,10 @@ class TrainingConfig:
     reliability_content_negatives: bool = False
     """Train the reliability scorer on what the lips say too: wrong lips stretched to the clip's length and the other
     clips' lips as negatives (measured in docs/GATING_AND_ROUTING.md 6: fewer wrong lips followed, some gain lost)."""
+    reliability_audio_margin: float = 0.0
+    """At inference, the audio check: where the audio alone prefers its own word to the one the lips lead to by more
+    than this many nats, the audio's word is kept (the lips are overruled, reliability 0). 0: off. Costs a second,
+    audio-only decoding pass."""
 
     # --- optimisation ----------------------------------------------------------------------------
     learning_rate: float = 1.0e-4
@@ -372,7 +376,7 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         "freeze_video_encoder", "pt_video_ckpt", "video_dropout", "audio_dropout", "gate_init", "gate_learning_rate",
         "video_clip_norm", "video_frame_size", "video_frozen_prob", "video_mismatch_prob", "video_fault_prob",
         "video_fault_classes", "video_reliability", "reliability_loss_weight", "reliability_cutoff",
-        "reliability_content_negatives",
+        "reliability_content_negatives", "reliability_audio_margin",
     ]
     if not cfg.uses_video:
         for key in av_only:

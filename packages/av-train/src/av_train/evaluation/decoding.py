@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from av_eval import Prediction
 from av_fusion_models.generation import EnsembleStep, beam_search, greedy_search
+from av_fusion_models.audio_check import decode_with_audio_check
 from av_train.data.dataset import Collator, UASpeechAVDataset
 from av_train.data.manifest import Sample, load_samples
 from av_train.data.samplers import DurationBatchSampler
@@ -83,12 +84,18 @@ def decode_batch(
     reliabilities = [None if s.video_reliability is None else s.video_reliability.float().cpu() for s in steps]
     step = steps[0] if len(steps) == 1 else EnsembleStep(steps)
     max_new_tokens = min(max_new_tokens, room)
-    if num_beams > 1:
-        ids = beam_search(step, prompt, max_new_tokens, num_beams, [eos_token_id], pad, constraint=constraint,
-                          loop_repeats=loop_repeats)
-    else:
-        ids = greedy_search(step, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint,
-                            loop_repeats=loop_repeats)
+
+    def search(s):
+        if num_beams > 1:
+            return beam_search(s, prompt, max_new_tokens, num_beams, [eos_token_id], pad, constraint=constraint,
+                               loop_repeats=loop_repeats)
+        return greedy_search(s, prompt, max_new_tokens, [eos_token_id], pad, constraint=constraint,
+                             loop_repeats=loop_repeats)
+
+    # one run: its audio check, if its config asks for one (an ensemble's step carries none)
+    ids, checked = decode_with_audio_check(step, search, prompt.shape[1], [eos_token_id], pad)
+    if len(steps) == 1 and checked is not None:
+        reliabilities = [checked.float().cpu()]
     return (ids, routes, reliabilities) if return_reliability else (ids, routes)
 
 
