@@ -1,5 +1,5 @@
-"""``av-cli export RUN_OR_CKPT OUT_DIR [--format hf|ct2]``: the command; the work is in :mod:`av_train.export.hf`,
-:mod:`av_train.export.ct2` and :mod:`av_train.export.hub`."""
+"""``av-cli export RUN_OR_CKPT OUT_DIR [--format hf|whisper|ct2]``: the command; the work is in
+:mod:`av_train.export.hf`, :mod:`av_train.export.whisper`, :mod:`av_train.export.ct2` and :mod:`av_train.export.hub`."""
 
 from __future__ import annotations
 
@@ -15,13 +15,19 @@ from av_train.export.hub import push_to_hub
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="av-cli export",
-        description="Export a trained run as a self-contained, pickle-free model folder (hf) or as a "
-                    "CTranslate2 Whisper for faster-whisper (ct2, audio-only runs).",
+        description="Export a trained run as a self-contained, pickle-free model folder (hf), as a standard "
+                    "Transformers Whisper folder (whisper, audio-only runs) or as a CTranslate2 Whisper for "
+                    "faster-whisper (ct2, audio-only runs).",
     )
     p.add_argument("source", help="run folder (weights/checkpoint/<train_id>) or its best.ckpt / last.ckpt")
     p.add_argument("out_dir", help="folder to write (created; an earlier export there needs --overwrite)")
-    p.add_argument("--format", choices=("hf", "ct2"), default="hf",
-                   help="hf (default): av-fusion-models folder; ct2: CTranslate2 / faster-whisper (audio-only)")
+    p.add_argument("--format", choices=("hf", "whisper", "ct2"), default="hf",
+                   help="hf (default): av-fusion-models folder; whisper: WhisperForConditionalGeneration / "
+                        "pipeline('automatic-speech-recognition') folder (audio-only); ct2: CTranslate2 / "
+                        "faster-whisper (audio-only)")
+    p.add_argument("--allow-cut", action="store_true",
+                   help="whisper: export a run trained on clips cut to their length although Transformers pads to "
+                        "30 s (its words can then differ from av-cli transcribe's; the card says so)")
     p.add_argument("--decode-vocabulary", default=None, metavar="open|uaspeech|FILE",
                    help="closed vocabulary stored with the model (default: the run's decode_vocabulary)")
     p.add_argument("--quantization", default=None,
@@ -35,7 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if args.format == "ct2":
+    if args.format == "whisper":
+        if args.decode_vocabulary or args.quantization:
+            raise ExportError("--decode-vocabulary and --quantization do not apply to --format whisper "
+                              "(Transformers decodes open, in the weights' own precision)")
+        from av_train.export.whisper import export_whisper
+
+        result = export_whisper(args.source, args.out_dir, overwrite=args.overwrite, allow_cut=args.allow_cut)
+    elif args.format == "ct2":
         if args.decode_vocabulary:
             raise ExportError("--decode-vocabulary applies to --format hf (faster-whisper decodes open)")
         from av_train.export.ct2 import export_ct2

@@ -91,7 +91,7 @@ def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | No
     meta = {
         "language": ["en"],
         "license": "other" if avhubert else "mit",
-        "library_name": "ctranslate2" if fmt == "ct2" else "av-fusion-models",
+        "library_name": {"ct2": "ctranslate2", "whisper": "transformers"}.get(fmt, "av-fusion-models"),
         "pipeline_tag": "automatic-speech-recognition",
         "tags": tags,
     }
@@ -149,6 +149,27 @@ def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | No
             "av-cli transcribe path/to/this/folder recording.mp4",
             "```", "",
         ]
+    elif fmt == "whisper":
+        lines += [
+            "## How to use (Transformers)", "",
+            "A standard Whisper folder: Transformers alone loads it, no code of this toolkit is needed.", "",
+            "```python",
+            "from transformers import pipeline",
+            "",
+            'asr = pipeline("automatic-speech-recognition", model="path/to/this/folder")',
+            'text = asr("word.wav")["text"]',
+            "```", "",
+            "Its generation config decodes as `av-cli transcribe` does (the run's prompt, "
+            + ("greedy" if cfg.num_beams <= 1 else f"{cfg.num_beams} beams")
+            + f", no suppressed tokens, at most {cfg.max_new_tokens} new tokens), with an open vocabulary.", "",
+        ]
+        if cfg.char_level:
+            lines += ["The model writes characters separated by spaces (\"t h r e e\"; words separated by \"|\"): "
+                      "join them with `\" \".join(w.replace(\" \", \"\") for w in text.split(\"|\") if w.strip())`.", ""]
+        if cfg.cut_encoder_positions:
+            lines += ["Note: the model was trained on clips cut to their length; Transformers pads every input to "
+                      "30 s, which the model did not see in training, so its words can differ from "
+                      "`av-cli transcribe`'s. Train with `cut_encoder_positions: false` for an exact match.", ""]
     else:
         lines += [
             "## How to use (faster-whisper)", "",
