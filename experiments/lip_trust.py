@@ -51,7 +51,7 @@ VARIANTS: dict[str, dict] = {
 # the default recipe since 2026-12-08: reliability_sync's model (trained with the cutoff) decoded with the audio check.
 # Variants that are another variant's trained model decoded with other inference settings: the study writes a run
 # folder trust_<variant>_<seed> beside the trained one, with its best.ckpt hard-linked and these config values set
-AUDIO_MARGIN = 4.0
+AUDIO_MARGIN = 3.0
 INFERENCE_COPIES: dict[str, tuple[str, dict]] = {
     "audio_check": ("reliability_sync", {"reliability_cutoff": 0.5, "reliability_audio_margin": AUDIO_MARGIN}),
 }
