@@ -238,3 +238,25 @@ def test_a_failed_fresh_training_leaves_nothing_behind(world, tmp_path, capsys, 
     last = _check(capsys, train_main([str(path)]), "boom")
     assert last.startswith("av-train: ")
     assert _files(tmp_path / "o") == set(), _files(tmp_path / "o")  # no config.yaml, no empty event file
+
+
+def test_a_diverging_run_stops_with_exit_2_before_the_weights_are_spoiled(world, tmp_path, capsys, monkeypatch):
+    """learning_rate 1000 makes the gradients non-finite within the first steps: the run stops before they reach
+    the weights, names its config and the likely cause, and keeps no checkpoint at all (the first validation is
+    never reached), where it used to train NaN weights to the end, save them as best.ckpt and exit 0."""
+    import logging
+    import sys
+
+    for name in [n for n in logging.Logger.manager.loggerDict if n.startswith("lightning")]:
+        for handler in getattr(logging.getLogger(name), "handlers", []):
+            if isinstance(handler, logging.StreamHandler):
+                monkeypatch.setattr(handler, "stream", sys.stderr)
+    cfg = yaml.safe_load(world["config"].read_text())
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**cfg, "output_root": str(tmp_path / "o"), "learning_rate": 1000.0,
+                                    "warmup_steps": 0, "lr_schedule": "constant", "max_epochs": 3}))
+    rc = train_main([str(path)])
+    assert rc == 2
+    last = _check(capsys, rc, "sweep", "config.yaml", "learning_rate", "step")
+    assert "gradient norm is nan" in last or "loss is nan" in last or "loss is inf" in last, last
+    assert not list((tmp_path / "o").rglob("*.ckpt")), list((tmp_path / "o").rglob("*.ckpt"))

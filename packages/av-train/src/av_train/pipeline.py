@@ -100,7 +100,12 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
         dirpath=cfg.checkpoint_dir, filename="last", monitor=None, save_top_k=1,
         auto_insert_metric_name=False, enable_version_counter=False,
     )
-    callbacks = [ckpt, last, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed)]
+    from av_train.divergence import StopOnDivergence
+
+    precision = resolve_precision(cfg.precision)
+    diverged = StopOnDivergence(f"run {cfg.train_id} ({cfg.checkpoint_dir / 'config.yaml'})", cfg.learning_rate,
+                                check_gradients=not precision.startswith("16"))
+    callbacks = [ckpt, last, LearningRateMonitor(logging_interval="step"), StepSeed(cfg.seed), diverged]
     if cfg.early_stopping_patience > 0:
         callbacks.append(
             EarlyStopping(cfg.early_stopping_metric, patience=cfg.early_stopping_patience,
@@ -120,7 +125,7 @@ def build_trainer(cfg: TrainingConfig, extra_callbacks: list | None = None) -> t
     trainer = L.Trainer(
         plugins=[AtomicCheckpointIO()],
         accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=cfg.num_nodes, strategy=cfg.strategy,
-        precision=resolve_precision(cfg.precision), max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
+        precision=precision, max_epochs=cfg.max_epochs, max_steps=cfg.max_steps,
         accumulate_grad_batches=cfg.accumulate_grad_batches, gradient_clip_val=cfg.gradient_clip_val,
         check_val_every_n_epoch=cfg.check_val_every_n_epoch, log_every_n_steps=cfg.log_every_n_steps,
         callbacks=callbacks, logger=logger, enable_progress_bar=cfg.progress_bar, num_sanity_val_steps=0,
