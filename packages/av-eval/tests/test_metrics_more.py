@@ -141,3 +141,15 @@ def test_docs_worked_example():
     per_utt = count_utterances([p.reference for p in preds], [p.hypothesis for p in preds])
     assert per_utt.word_errors.tolist() == [0, 1, 0, 2, 1, 0]
     assert per_utt.char_errors.tolist() == [0, 5, 0, 1, 2, 0]
+
+
+def test_a_duplicated_utterance_is_refused_not_scored_twice(tmp_path):
+    import json
+
+    from av_eval import read_predictions
+
+    row = {"utt_id": "M12_B2_D1_M5", "reference": "one", "hypothesis": "two"}
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [row, {**row, "utt_id": "M12_B2_D2_M5"}, row]) + "\n")
+    with pytest.raises(ValueError, match=r"p.jsonl:3: utterance 'M12_B2_D1_M5' was already on line 1"):
+        read_predictions(path)

@@ -196,6 +196,7 @@ def test_eval_reports_a_bad_checkpoint_and_scores_the_others(world, bad_runs, tm
     ("max_epochs=0", "max_epochs"),
     ("learning_rate=-1e-4", "learning_rate"),
     ("batch_size=oops", "batch_size"),
+    ("speakers=[]", "speakers"),
 ])
 def test_bad_config_values_are_refused_before_anything_is_written(world, tmp_path, capsys, override, names):
     cfg = yaml.safe_load(world["config"].read_text())

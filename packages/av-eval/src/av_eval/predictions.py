@@ -81,6 +81,7 @@ def read_predictions(path: str | Path) -> list[Prediction]:
     if not path.is_file():
         raise ValueError(f"no predictions file at {path}")
     out: list[Prediction] = []
+    seen: dict[str, int] = {}
     for lineno, rec in iter_jsonl(path):
         missing = {"utt_id", "reference", "hypothesis"} - set(rec)
         if missing:
@@ -88,6 +89,10 @@ def read_predictions(path: str | Path) -> list[Prediction]:
         for key in ("utt_id", "reference", "hypothesis"):
             if not isinstance(rec[key], str):
                 raise ValueError(f"{path}:{lineno}: field {key!r} must be a string, got {rec[key]!r}")
+        if rec["utt_id"] in seen:  # it would be scored twice, weighing its word double
+            raise ValueError(f"{path}:{lineno}: utterance {rec['utt_id']!r} was already on line {seen[rec['utt_id']]}; "
+                             "each utterance must appear once (remove the duplicate line)")
+        seen[rec["utt_id"]] = lineno
         if rec.get("route_probs") is not None:
             rec["route_probs"] = tuple(float(x) for x in rec["route_probs"])
         if rec.get("video_reliability") is not None:

@@ -429,6 +429,9 @@ def check(cfg: TrainingConfig, source: str = "config", explicit: set[str] | None
         raise ConfigError(f"{source}: 'noise_talkers' must be >= 1")
     if not cfg.microphones:
         raise ConfigError(f"{source}: 'microphones' must name at least one channel, e.g. [M5]")
+    if cfg.speakers is not None and not cfg.speakers:  # [] would silently mean "every speaker"
+        raise ConfigError(f"{source}: 'speakers' is an empty list; name at least one speaker (e.g. [M12, F02]) or "
+                          "remove the option to use every speaker")
     if cfg.batch_size < 1:
         raise ConfigError(f"{source}: 'batch_size' must be >= 1")
     if cfg.batch_seconds is not None and cfg.batch_seconds <= 0:
