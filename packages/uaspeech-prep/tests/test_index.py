@@ -106,6 +106,23 @@ def test_index_finds_videos_indexes_and_clips(tmp_path):
     assert [(p.kind, p.severity) for p in idx.problems] == [("bad_clip_name", WARNING)]
 
 
+def test_a_speaker_with_video_but_no_audio_is_reported_not_dropped_silently(tmp_path):
+    src = tmp_path / "src"
+    _wav(src, "audio/F02/F02_B1_D3_M5.wav")
+    for spk in ("F02", "M12"):
+        v = src / "video" / spk
+        v.mkdir(parents=True)
+        (v / f"{spk}-B1-DV-1.divx").write_bytes(b"x")
+    (src / "video" / "M16" / "outputfiles30").mkdir(parents=True)
+    (src / "video" / "M16" / "outputfiles30" / "M16_B2_D1.mp4").write_bytes(b"x")
+    idx = build_index(src)
+    missing = [p for p in idx.problems if p.kind == "video_without_audio"]
+    assert [p.severity for p in missing] == [WARNING, WARNING]
+    assert "speaker M12 has video but no usable audio" in missing[0].message
+    assert "speaker M16" in missing[1].message and "audio/M16/" in missing[1].message
+    assert not [p for p in build_index(src, speakers=["F02"]).problems if p.kind == "video_without_audio"]
+
+
 def test_index_reads_and_cross_checks_the_trees_wordlist(tmp_path):
     src = tmp_path / "src"
     _wav(src, "audio/F02/F02_B1_D3_M5.wav")

@@ -237,6 +237,13 @@ def build_index(
     for uid, clip in clips.items():
         if uid in utts:
             utts[uid].clip = clip
+    heard = {u.speaker for u in utts.values()}
+    seen = {spk for spk, _ in blocks} | {corpus.parse_utt_id(uid)[0] for uid in clips}
+    for spk in sorted(seen - heard):  # a speaker is prepared from its audio: say so instead of dropping it unseen
+        problems.append(Problem("video_without_audio", str(source / "video"),
+                                f"speaker {spk} has video but no usable audio under {audio_root}; it is not prepared "
+                                f"(add its audio/{spk}/ folder, or ignore this if it is meant to be left out)",
+                                WARNING))
     utts = dict(sorted(utts.items(), key=lambda kv: _utt_sort_key(kv[1])))
     return CorpusIndex(
         source=source, audio_root=audio_root, variant=variant, utterances=utts, blocks=blocks,
