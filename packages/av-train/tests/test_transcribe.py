@@ -129,6 +129,16 @@ def test_failures_are_named_and_the_rest_goes_on(models, media, tmp_path, capsys
     # a lip reader cannot fall back
     rc, [row], _ = run_cli([models["video"], media / "word.wav"], capsys)
     assert rc == 1 and "has no video" in row["error"]
+    # samples that are not numbers: refused per file, and the JSON line stays JSON (no NaN scores, no word)
+    bad = np.zeros(8000, np.float32)
+    bad[100:110] = np.nan
+    bad[200] = np.inf
+    sf.write(tmp_path / "nan.wav", bad, 16000, subtype="FLOAT")
+    rc, [row], _ = run_cli([models["audio"], tmp_path / "nan.wav"], capsys)
+    assert rc == 1 and "11 of 8000 audio samples are NaN or infinite" in row["error"] and not row["text"]
+    # a folder where a file belongs says so
+    rc, [row], _ = run_cli([models["audio"], tmp_path], capsys)
+    assert rc == 1 and "is a folder, not a media file" in row["error"]
 
 
 def test_command_errors_are_one_line(models, media, tmp_path, capsys):
@@ -232,3 +242,13 @@ def test_video_reliability_is_reported_for_models_that_score_it(make_run, prepar
     assert rows[0]["video_reliability"] is None  # no scorer
     rc, rows, _ = run_cli([folder, media / "word.wav", "--allow-audio-only"], capsys)
     assert rows[0]["used"] == "audio" and rows[0]["video_reliability"] is None  # no lips to trust
+
+
+def test_output_is_always_json_numbers_that_are_not_become_null():
+    from av_train.inference.transcribe import _json_safe
+
+    row = {"text": "one", "top_k": [["one", float("nan")], ["two", -1.5]], "seconds": float("inf"),
+           "video_reliability": 0.5}
+    safe = _json_safe(row)
+    assert safe == {"text": "one", "top_k": [["one", None], ["two", -1.5]], "seconds": None, "video_reliability": 0.5}
+    json.dumps(safe, allow_nan=False)  # would raise on a NaN left behind

@@ -61,14 +61,29 @@ def _pyav_audio(path: Path) -> Audio:
             raise MediaError(f"{path}: the audio track cannot be decoded ({e})") from None
     if not chunks or sum(c.size for c in chunks) == 0:
         raise MediaError(f"{path}: the audio track is empty")
-    return Audio(np.concatenate(chunks).astype(np.float32), rate)
+    return _finite(path, Audio(np.concatenate(chunks).astype(np.float32), rate))
+
+
+def _finite(path: Path, audio: Audio) -> Audio:
+    """Refuse samples that are not numbers: the model would turn them into a word with NaN scores."""
+    bad = int(np.count_nonzero(~np.isfinite(audio.samples)))
+    if bad:
+        raise MediaError(f"{path}: {bad} of {audio.samples.size} audio samples are NaN or infinite (a damaged or "
+                         "wrongly converted file); export the recording again as 16-bit PCM wav")
+    return audio
+
+
+def _no_such_file(path: Path) -> MediaError:
+    if path.is_dir():
+        return MediaError(f"{path}: is a folder, not a media file; give an audio or video file (or a .csv / .tsv list)")
+    return MediaError(f"{path}: no such file")
 
 
 def read_audio(path: str | Path) -> Audio:
     """Mono float32 samples at the file's own rate (audio file, or the audio track of a video)."""
     path = Path(path)
     if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+        raise _no_such_file(path)
     if not is_video(path):
         import soundfile as sf
 
@@ -78,7 +93,7 @@ def read_audio(path: str | Path) -> Audio:
             return _pyav_audio(path)
         if data.size == 0:
             raise MediaError(f"{path}: the audio file is empty")
-        return Audio(data.mean(axis=1).astype(np.float32), int(rate))
+        return _finite(path, Audio(data.mean(axis=1).astype(np.float32), int(rate)))
     return _pyav_audio(path)
 
 
@@ -88,7 +103,7 @@ def read_frames(path: str | Path) -> tuple[list[np.ndarray], float]:
 
     path = Path(path)
     if not path.is_file():
-        raise MediaError(f"{path}: no such file")
+        raise _no_such_file(path)
     try:
         fps = probe(path).fps
         frames = list(iter_frames(path))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass, field
@@ -300,10 +301,21 @@ def _naming(item: Item, message: str) -> str:
 
 
 # ----------------------------------------------------------------------------------------- output
+def _json_safe(value):
+    """NaN / infinity are not JSON (json.dumps would write them anyway): a number that is not one becomes null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def render(outcomes: list[Outcome], fmt: str) -> str:
-    rows = [o.to_dict() for o in outcomes]
+    rows = [_json_safe(o.to_dict()) for o in outcomes]
     if fmt == "jsonl":
-        return "".join(json.dumps(r) + "\n" for r in rows)
+        return "".join(json.dumps(r, allow_nan=False) + "\n" for r in rows)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
