@@ -208,3 +208,29 @@ def test_recognize_lip_reader_and_router(tokenizer):
     audio, hearing = rng.normal(0, 0.1, 16000).astype(np.float32), replace(proc, modality="audio")
     [alone] = recognize(router, hearing, audio=audio)
     assert alone.route_probs is None and alone.text == recognize(router, hearing, audio=audio)[0].text
+
+
+@pytest.mark.parametrize("field_name, value", [("video_fps", -25), ("crop_size", 0), ("crop_size", 120),
+                                               ("n_mels", "80"), ("roi_size", 96.5), ("num_beams", 0),
+                                               ("video_std", 0.0)])
+def test_a_damaged_processor_config_does_not_load(tokenizer, tmp_path, field_name, value):
+    AVWhisperProcessor(tokenizer=tokenizer).save_pretrained(tmp_path)
+    cfg_file = tmp_path / "processor_config.json"
+    raw = json.loads(cfg_file.read_text())
+    raw[field_name] = value
+    cfg_file.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=rf"processor_config.json: field '{field_name}' must be"):
+        AVWhisperProcessor.from_pretrained(tmp_path)
+
+
+def test_inputs_that_cannot_carry_a_word_are_refused(tokenizer):
+    from av_fusion_models.processing_av_whisper import InputError
+
+    proc = AVWhisperProcessor(tokenizer=tokenizer)
+    with pytest.raises(InputError, match=r"video has 1 frame\(s\) \(0.04 s\); a word needs at least 0.2 s of lips .5 frames at 25 fps"):
+        proc.video_frames(np.zeros((1, 96, 96), np.uint8))
+    assert proc.video_frames(np.zeros((5, 96, 96), np.uint8)).shape == (5, 88, 88)
+    audio = np.zeros(16000, np.float32)
+    audio[5] = np.nan
+    with pytest.raises(InputError, match="1 of 16000 audio samples are NaN or infinite"):
+        proc.audio_features(audio)

@@ -100,6 +100,13 @@ def test_every_modality_and_input_kind(models, media, tmp_path, capsys):
     rc, [row], _ = run_cli([models["audio_visual"], tmp_path / "pairs.tsv", "--roi-input"], capsys)
     assert rc == 0 and row["input"] == "pair1" and row["used"] == "audio+video"
     assert row["video"] == str(tmp_path / "mouth.mp4")
+    # --roi-input on a whole face is refused (it used to be squeezed to 96 x 96 and change the word) ...
+    rc, [row], _ = run_cli([models["audio_visual"], media / "face.mp4", "--roi-input"], capsys)
+    assert rc == 1 and "--roi-input expects mouth crops" in row["error"] and "drop --roi-input" in row["error"]
+    # ... and mouth crops without it get the flag suggested
+    (tmp_path / "crops.tsv").write_text(f"id\taudio\tvideo\ncrops\t{media / 'word.wav'}\tmouth.mp4\n")
+    rc, [row], _ = run_cli([models["audio_visual"], tmp_path / "crops.tsv"], capsys)
+    assert rc == 1 and "look like mouth crops already" in row["error"] and "--roi-input" in row["error"]
 
 
 def test_failures_are_named_and_the_rest_goes_on(models, media, tmp_path, capsys):

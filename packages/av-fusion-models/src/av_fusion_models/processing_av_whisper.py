@@ -19,6 +19,7 @@ It depends on torch, numpy and the tokenizer only: no Lightning, no training cod
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ VOCABULARY_NAME = "vocabulary.txt"
 MODALITIES = ("audio", "video", "audio_visual")
 # Whisper's window: longer inputs do not fit its encoder.
 MAX_SECONDS = 30.0
+MIN_VIDEO_SECONDS = 0.2  # the shortest UASpeech words last about 0.3 s; fewer frames cannot show one
 # ITU-R BT.601 luma, the weights OpenCV's BGR2GRAY uses when the ROI videos are read for training.
 _LUMA_RGB = (0.299, 0.587, 0.114)
 
@@ -111,6 +113,7 @@ class AVWhisperProcessor:
     def __post_init__(self) -> None:
         if self.modality not in MODALITIES:
             raise ValueError(f"modality must be one of {MODALITIES}, got {self.modality!r}")
+        self._check_numbers()
         if self.loop_repeats is not None and self.loop_repeats < 2:
             raise ValueError(f"loop_repeats must be None (no cut) or >= 2 copies, got {self.loop_repeats}")
         if not self.prompt_ids:
@@ -122,6 +125,24 @@ class AVWhisperProcessor:
             if not words:
                 raise ValueError("a closed vocabulary needs at least one word (or pass vocabulary=None)")
             self.vocabulary = list(dict.fromkeys(words))
+
+    def _check_numbers(self) -> None:
+        """Every number of the contract in its range (a damaged processor_config.json must not load)."""
+        def number(name: str, kind: type, low: float, high: float = math.inf) -> None:
+            v = getattr(self, name)
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (kind is float or float(v).is_integer())
+            if not ok or not (low <= v <= high) or not math.isfinite(float(v)):
+                raise ValueError(f"field {name!r} must be a{'n integer' if kind is int else ' number'} in "
+                                 f"[{low:g}, {high:g}], got {v!r}")
+
+        number("n_mels", int, 1, 512)
+        number("video_fps", float, 1, 240)
+        number("roi_size", int, 8, 1024)
+        number("crop_size", int, 8, self.roi_size if isinstance(self.roi_size, int) else 1024)
+        number("video_mean", float, 0, 255)
+        number("video_std", float, 1e-6, 255)
+        number("max_new_tokens", int, 1, 448)
+        number("num_beams", int, 1, 64)
 
     # ------------------------------------------------------------------ what the model reads
     @property
@@ -148,6 +169,9 @@ class AVWhisperProcessor:
             raise InputError(f"audio must be [samples] or [samples, channels], got shape {tuple(wav.shape)}")
         if wav.numel() == 0:
             raise InputError("audio is empty")
+        bad = int((~torch.isfinite(wav)).sum())
+        if bad:
+            raise InputError(f"{bad} of {wav.numel()} audio samples are NaN or infinite; the recording is damaged")
         if sampling_rate != SAMPLING_RATE:
             import torchaudio.functional as AF
 
@@ -173,6 +197,10 @@ class AVWhisperProcessor:
             raise InputError(f"video must be [frames, H, W] or [frames, H, W, 3], got shape {tuple(x.shape)}")
         if x.shape[0] == 0:
             raise InputError("video has no frames")
+        least = math.ceil(MIN_VIDEO_SECONDS * self.video_fps)
+        if x.shape[0] < least:
+            raise InputError(f"video has {x.shape[0]} frame(s) ({x.shape[0] / self.video_fps:.2f} s); a word needs at "
+                             f"least {MIN_VIDEO_SECONDS:g} s of lips ({least} frames at {self.video_fps:g} fps)")
         seconds = x.shape[0] / self.video_fps
         if seconds > MAX_SECONDS:
             raise InputError(f"video is {seconds:.1f} s long at {self.video_fps:g} fps; at most {MAX_SECONDS:g} s")

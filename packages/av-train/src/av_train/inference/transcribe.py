@@ -138,6 +138,9 @@ def load_model(source: str | Path, device: str) -> tuple[AVWhisperForConditional
 
 
 # ------------------------------------------------------------------------------------------ media
+ROI_SIDE = 96  # uaspeech-prep's mouth crops (and the processors' roi_size)
+
+
 class MouthFinder:
     """Face video -> 96 x 96 grey mouth crops at 25 fps, with uaspeech-prep's ROI code (as in prepare).
 
@@ -161,7 +164,13 @@ class MouthFinder:
         from uaspeech_prep.roi import RoiError, RoiParams, extract_roi, output_indices, shared_tracker
 
         frames, fps = read_frames(path)
+        h, w = frames[0].shape[:2]
+        looks_like_crops = abs(h - w) <= 0.1 * max(h, w) and max(h, w) <= 2 * ROI_SIDE
         if self.roi_input:  # already mouth crops: grey, resampled in time to the model's rate
+            if not looks_like_crops:
+                raise MediaError(f"{path}: --roi-input expects mouth crops (square, about {ROI_SIDE} x {ROI_SIDE} "
+                                 f"as uaspeech-prep writes them), but its frames are {w} x {h}; drop --roi-input "
+                                 "to find the mouth in a face video")
             idx = output_indices(len(frames), fps, fps_out)
             return np.stack([cv2.cvtColor(frames[i], cv2.COLOR_BGR2GRAY) for i in idx])
         if self._tracker is None:
@@ -169,6 +178,9 @@ class MouthFinder:
         try:
             roi = extract_roi(frames, fps, self._tracker, RoiParams(out_fps=fps_out))
         except RoiError as e:
+            if looks_like_crops:
+                raise MediaError(f"{path}: no face found, and its {w} x {h} frames look like mouth crops already: "
+                                 "pass --roi-input (or --allow-audio-only to recognise from the sound alone)") from None
             raise MediaError(f"{path}: no face found ({e}); film the speaker's face from the front, or pass "
                              "--allow-audio-only to recognise from the sound alone") from None
         min_ratio = RoiParams().min_detect_ratio
