@@ -234,3 +234,15 @@ def test_inputs_that_cannot_carry_a_word_are_refused(tokenizer):
     audio[5] = np.nan
     with pytest.raises(InputError, match="1 of 16000 audio samples are NaN or infinite"):
         proc.audio_features(audio)
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_damaged_tokenizer_is_named(tokenizer, tmp_path, damage):
+    AVWhisperProcessor(tokenizer=tokenizer).save_pretrained(tmp_path)
+    tok = tmp_path / "tokenizer.json"
+    if damage == "missing":
+        tok.unlink()
+    else:
+        tok.write_text(tok.read_text()[:1000])
+    with pytest.raises(ValueError, match=r"tokenizer.json: (missing|not valid JSON).*export the model again"):
+        AVWhisperProcessor.from_pretrained(tmp_path)

@@ -531,17 +531,21 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
         cls, directory: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | None = None
     ) -> AVWhisperForConditionalGeneration:
         """Rebuild from a `save_pretrained` directory (safetensors only, no pickle)."""
-        from safetensors.torch import load_model
         from transformers.initialization import no_init_weights
 
+        from .folder_checks import REEXPORT, ModelFolderError, load_weights, read_json, whisper_config
+
         path = Path(directory)
-        config = AVWhisperConfig.from_json_file(path / CONFIG_NAME)
-        whisper_config = WhisperConfig.from_json_file(str(path / WHISPER_CONFIG_NAME))
+        try:
+            config = AVWhisperConfig.from_dict(read_json(path / CONFIG_NAME))
+        except (TypeError, ValueError) as e:  # a field out of range or of the wrong kind
+            raise ModelFolderError(f"{path / CONFIG_NAME}: {e}; {REEXPORT}") from None
+        w_config = whisper_config(path / WHISPER_CONFIG_NAME)
         with no_init_weights():  # every tensor is overwritten by the checkpoint below (strict)
-            whisper = WhisperForConditionalGeneration(whisper_config)
+            whisper = WhisperForConditionalGeneration(w_config)
             model = cls(config, whisper)
         whisper.tie_weights()  # skipped with the weight init above; proj_out shares embed_tokens again
-        load_model(model, str(path / WEIGHTS_NAME), strict=True)
+        load_weights(model, path / WEIGHTS_NAME)
         if device is not None or dtype is not None:
             model.to(device=device, dtype=dtype)
         model.eval()

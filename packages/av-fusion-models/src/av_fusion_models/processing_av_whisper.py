@@ -339,7 +339,15 @@ class AVWhisperProcessor:
                 raise FileNotFoundError(f"{cfg_file} says the model decodes a closed vocabulary, but {vocab_file} "
                                         "is missing; export the model again")
             vocabulary = vocab_file.read_text(encoding="utf-8").splitlines()
-        tokenizer = WhisperTokenizer.from_pretrained(str(path), local_files_only=True)
+        from .folder_checks import read_json
+
+        for name in ("tokenizer.json", "tokenizer_config.json"):  # without them the tokenizer loads empty
+            read_json(path / name)
+        try:
+            tokenizer = WhisperTokenizer.from_pretrained(str(path), local_files_only=True)
+        except Exception as e:  # the tokenizers library's errors have no common type
+            raise ValueError(f"{path / 'tokenizer.json'}: not a usable Whisper tokenizer ({e}); export the model "
+                             "again") from None
         try:
             return cls(tokenizer=tokenizer, vocabulary=vocabulary, **raw)
         except ValueError as e:  # a field out of range (modality, loop_repeats, ...): say which file holds it
