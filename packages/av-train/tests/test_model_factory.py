@@ -58,3 +58,23 @@ def test_frozen_token_embeddings_keep_every_output_vector_and_train_the_rest(pre
     opt.step()
     assert torch.equal(table, before) and table.grad is None
     assert not torch.equal(model.whisper.model.encoder.conv1.weight, conv)
+
+
+def test_pt_checkpoints_of_another_shape_are_one_line(prepared_tree, tiny_whisper_dir, tmp_path):
+    """(issue: hardening round two, class 4: this used to be a 119-line state-dict dump)"""
+    donor, *_ = build_model(_cfg(prepared_tree, tiny_whisper_dir, resnet_width=4))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in donor.state_dict().items()}}, tmp_path / "av4.ckpt")
+    with pytest.raises(CheckpointError) as e:
+        build_model(_cfg(prepared_tree, tiny_whisper_dir, pt_video_ckpt=str(tmp_path / "av4.ckpt")))
+    msg = str(e.value)
+    assert "\n" not in msg and "av4.ckpt: " in msg and "tensors differ in shape, first: video_encoder." in msg
+    assert "same Whisper, video encoder and fusion blocks" in msg
+    audio_donor, *_ = build_model(_cfg(prepared_tree, tiny_whisper_dir, modality="audio", resnet_width=8))
+    audio = dict(audio_donor.state_dict())
+    audio["whisper.model.encoder.conv1.weight"] = audio["whisper.model.encoder.conv1.weight"][:, :40]
+    torch.save({"state_dict": {f"model.{k}": v for k, v in audio.items()}}, tmp_path / "audio.ckpt")
+    with pytest.raises(CheckpointError) as e:
+        build_model(_cfg(prepared_tree, tiny_whisper_dir, pt_audio_ckpt=str(tmp_path / "audio.ckpt")))
+    msg = str(e.value)
+    assert "\n" not in msg and "1 tensors differ in shape, first: whisper.model.encoder.conv1.weight" in msg
+    assert "audio-only run of the same Whisper size" in msg

@@ -89,11 +89,11 @@ def check_tensors(path: Path, found: dict[str, tuple], expected: dict[str, tuple
     wrong = sorted(k for k in set(found) & set(expected) if found[k] != expected[k])
     if missing:
         raise ModelFolderError(f"{path}: {len(missing)} of the model's tensors are missing, first: {missing[0]}; "
-                               f"the weights are of another model than the folder's config: {fix}")
+                               f"the weights are of another model: {fix}")
     if extra:
         raise ModelFolderError(f"{path}: {len(extra)} tensors the model does not have, first: {extra[0]}; the "
-                               f"weights are of another model than the folder's config: {fix}")
+                               f"weights are of another model: {fix}")
     if wrong:
         k = wrong[0]
         raise ModelFolderError(f"{path}: {len(wrong)} tensors differ in shape, first: {k} is {list(found[k])} in the "
-                               f"file, {list(expected[k])} in the model the config describes: {fix}")
+                               f"file, {list(expected[k])} in the model: {fix}")

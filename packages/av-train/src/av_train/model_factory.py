@@ -137,6 +137,21 @@ def _same_video_input(key: str, ckpt: Path, cfg: TrainingConfig) -> None:
                                   "encoder sees what it learnt")
 
 
+def _check_shapes(ckpt, state: dict, model, fix: str, every_tensor: bool) -> None:
+    """One line for weights of another shape (or, with ``every_tensor``, another set of tensors), instead of
+    load_state_dict's dump of every mismatch."""
+    from av_fusion_models.folder_checks import ModelFolderError, check_tensors
+
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items() if every_tensor or k in expected}
+    if not every_tensor:
+        expected = {k: v for k, v in expected.items() if k in found}
+    try:
+        check_tensors(Path(ckpt), found, expected, fix=fix)
+    except ModelFolderError as e:
+        raise CheckpointError(str(e)) from None
+
+
 def build_model(cfg: TrainingConfig):
     """-> (model, tokenizer, n_mels, names of parameters added around Whisper)."""
     whisper, tokenizer = load_whisper(cfg.model_name, cfg.local_model_only)
@@ -148,6 +163,8 @@ def build_model(cfg: TrainingConfig):
         state = _strip(load_state_dict_safely(audio_ckpt), "model.")
         try:
             with _lora_of(audio_ckpt, state, audio_model):
+                _check_shapes(audio_ckpt, state, audio_model, "Point it at an audio-only run of the same Whisper "
+                              f"size as {cfg.model_name}.", every_tensor=True)
                 audio_model.load_state_dict(state, strict=True)
         except RuntimeError as e:
             raise CheckpointError(
@@ -181,6 +198,8 @@ def build_model(cfg: TrainingConfig):
         _same_video_input("pt_video_ckpt", Path(video_ckpt), cfg)
         state = _strip(load_state_dict_safely(video_ckpt), "model.")
         with _lora_of(video_ckpt, state, model):
+            _check_shapes(video_ckpt, state, model, "It must come from an audio-visual run with the same Whisper, "
+                          "video encoder and fusion blocks.", every_tensor=False)
             result = model.load_state_dict(state, strict=False)
         # a router or a reliability scorer new to this run starts fresh; anything else must come from the checkpoint
         fresh = [k for k in result.missing_keys if k.startswith(("router.", "reliability."))]
