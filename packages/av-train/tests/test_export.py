@@ -124,3 +124,28 @@ def test_push_to_hub_uses_huggingface_hub(make_run, prepared_tree, tiny_whisper_
     assert export_main([str(cfg.checkpoint_dir), str(tmp_path / "m"), "--push-to-hub", "me/dysarthric", "--private"]) == 0
     assert calls[0] == ("create", "me/dysarthric", {"repo_type": "model", "private": True, "exist_ok": True})
     assert calls[1][1] == "me/dysarthric" and "model.safetensors" in calls[1][2]
+
+
+def test_two_exports_into_one_folder_do_not_mix(tmp_path, capsys, make_run, prepared_tree, tiny_whisper_dir):
+    """(issue: hardening round two, class 1) while one export writes OUT, a second is refused with the holder's pid,
+    and leaves OUT, and the first's staging folder, alone"""
+    import os
+
+    from av_eval.output_lock import output_lock, private_staging
+    from av_train.export.cli import main as export_main
+
+    cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path / "runs", seed=3, train_id="busy")
+    out = tmp_path / "out"
+    with output_lock(out, "av-cli export"):
+        staging = private_staging(out, "export-tmp")
+        (staging / "half_written").write_text("x")
+        rc = export_main([str(cfg.checkpoint_dir), str(out)])
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert rc == 2 and f"{out} is being written by another av-cli export (pid {os.getpid()})" in err
+        assert not out.exists() and (staging / "half_written").is_file()
+    assert not (tmp_path / ".out.lock").exists()  # the holder removes its lock
+    assert export_main([str(cfg.checkpoint_dir), str(out)]) == 0
+    from av_eval.predictions import current_umask
+
+    for f in out.iterdir():  # the user's umask decides the modes, as for any file they write (not 0600)
+        assert f.stat().st_mode & 0o777 == 0o666 & ~current_umask(), f

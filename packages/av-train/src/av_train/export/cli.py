@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from av_eval.cli_errors import run_command
+from av_eval.output_lock import output_lock
 
 from av_train.export.hf import ExportError
 from av_train.export.hub import push_to_hub
@@ -41,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
+    with output_lock(Path(args.out_dir).resolve(), "av-cli export"):
+        return _export(args)
+
+
+def _export(args) -> int:
     if args.format == "whisper":
         if args.decode_vocabulary or args.quantization:
             raise ExportError("--decode-vocabulary and --quantization do not apply to --format whisper "

@@ -21,11 +21,13 @@ previous export or the complete new one, never a mixture.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from av_eval.output_lock import private_staging
 from av_fusion_models import AVWhisperProcessor
 from av_train.config import ConfigError
 from av_train.data.dataset import ROI_FPS
@@ -116,18 +118,22 @@ def prepare_destination(out: Path, overwrite: bool) -> None:
 
 
 def _staging(out: Path) -> Path:
-    tmp = out.parent / f".{out.name}.export-tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)  # a crashed earlier export of ours (the name is ours alone)
-    tmp.mkdir(parents=True)
-    return tmp
+    """A staging folder private to this process (another export to the same OUT is refused by `output_lock`)."""
+    return private_staging(out, "export-tmp")
 
 
 def commit_folder(tmp: Path, out: Path) -> None:
-    """Move the finished staging folder into place (the old export, if any, goes only once the new one is whole)."""
+    """Move the finished staging folder into place (the old export, if any, goes only once the new one is whole).
+    Its files get the modes of any file the user writes (some writers, safetensors among them, make them 0600)."""
+    from av_eval.predictions import current_umask
+
+    mask = current_umask()
+    for p in tmp.rglob("*"):
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~mask)
+    tmp.chmod(0o777 & ~mask)
     old = None
     if out.exists():
-        old = out.parent / f".{out.name}.export-old"
+        old = out.parent / f".{out.name}.export-old-{os.getpid()}"
         if old.exists():
             shutil.rmtree(old)
         out.rename(old)
