@@ -261,3 +261,24 @@ def test_a_diverging_run_stops_with_exit_2_before_the_weights_are_spoiled(world,
     last = _check(capsys, rc, "sweep", "config.yaml", "learning_rate", "step")
     assert "gradient norm is nan" in last or "loss is nan" in last or "loss is inf" in last, last
     assert not list((tmp_path / "o").rglob("*.ckpt")), list((tmp_path / "o").rglob("*.ckpt"))
+
+
+@pytest.mark.parametrize("command", ["eval", "noise-eval", "export", "transcribe"])
+def test_an_output_another_writer_holds_is_refused(world, tmp_path, capsys, command):
+    """(issue: hardening round two, class 1) two writers on one output would mix their work: the second is refused"""
+    from av_eval.output_lock import output_lock
+
+    out = tmp_path / ("t.jsonl" if command == "transcribe" else "out")
+    main, argv, name = {
+        "eval": (eval_main, ["eval", str(world["runs"]), "--output", str(out), "--no-progress"], "av-eval eval"),
+        "noise-eval": (noise_main, [str(world["run"]), "--snrs", "clean", "--output", str(out), "--no-progress"],
+                       "av-cli noise-eval"),
+        "export": (export_main, [str(world["run"]), str(out)], "av-cli export"),
+        "transcribe": (transcribe_main, [str(world["run"]), str(world["wav"]), "--output", str(out),
+                                         "--no-progress"], "av-cli transcribe"),
+    }[command]
+    with output_lock(out, "test"):
+        rc = main(argv)
+        last = _check(capsys, rc, str(out), "being written by another process (pid ", ": test)", f"this {name}")
+    assert rc == 2
+    assert not out.exists() or not any(out.iterdir())

@@ -141,7 +141,7 @@ def test_two_exports_into_one_folder_do_not_mix(tmp_path, capsys, make_run, prep
         (staging / "half_written").write_text("x")
         rc = export_main([str(cfg.checkpoint_dir), str(out)])
         err = capsys.readouterr().err.strip().splitlines()[-1]
-        assert rc == 2 and f"{out} is being written by another av-cli export (pid {os.getpid()})" in err
+        assert rc == 2 and f"{out} is being written by another process (pid {os.getpid()}: av-cli export)" in err
         assert not out.exists() and (staging / "half_written").is_file()
     assert not (tmp_path / ".out.lock").exists()  # the holder removes its lock
     assert export_main([str(cfg.checkpoint_dir), str(out)]) == 0

@@ -18,6 +18,7 @@ from pathlib import Path
 from av_eval.aggregate import summarize_reports
 from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
+from av_eval.output_lock import output_lock
 from av_eval.predictions import atomic_write_text, read_predictions, write_predictions
 from av_eval.reliability import plot_reliability_per_level, reliability_markdown, reliability_per_level, write_reliability
 from av_eval.report import (
@@ -92,7 +93,7 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
     if not folder.exists():
         raise FileNotFoundError(f"no such folder {folder}")
     predictor, checkpoints = find_predictor(folder, predictors)
-    out = ensure_output_dir(Path(output) if output else (folder.parent if folder.is_file() else folder) / f"eval_{split}")
+    out = ensure_output_dir(Path(output) if output else default_eval_output(folder, split))
     print(f"{predictor.name}: {len(checkpoints)} checkpoint(s) under {folder} -> {out}")
     reports: dict[str, Report] = {}
     routes: dict[str, dict] = {}
@@ -156,9 +157,19 @@ def evaluate_folder(folder: str | Path, split: str = "B2", data: str | Path | No
     return {"reports": reports, "summaries": summaries, "routes": routes, "output": out, "failed": failed}
 
 
+def default_eval_output(folder: Path, split: str) -> Path:
+    """Where `eval` writes without --output: eval_<split> in the checkpoint folder (beside a checkpoint file)."""
+    folder = Path(folder)
+    return (folder.parent if folder.is_file() else folder) / f"eval_{split}"
+
+
 def _eval(args: argparse.Namespace) -> int:
-    result = evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output, progress=not args.no_progress,
-                             decode_vocabulary=args.decode_vocabulary)
+    out = Path(args.output) if args.output else default_eval_output(Path(args.checkpoint_dir), args.split)
+    if not Path(args.checkpoint_dir).exists():  # (said by evaluate_folder, before any lock file is made)
+        raise FileNotFoundError(f"no such folder {args.checkpoint_dir}")
+    with output_lock(out, "av-eval eval"):
+        result = evaluate_folder(args.checkpoint_dir, args.split, args.data, args.output,
+                                 progress=not args.no_progress, decode_vocabulary=args.decode_vocabulary)
     if result["failed"]:
         print(f"av-eval: {len(result['failed'])} checkpoint(s) failed (listed above and in "
               f"{result['output'] / 'summary.md'})", file=sys.stderr)

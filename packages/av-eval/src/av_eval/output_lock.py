@@ -33,11 +33,11 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             try:
-                holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "pid ?"
             finally:
                 os.close(fd)
-            raise OutputBusy(f"{out} is being written by another {command} (pid {holder}); wait for it to finish, "
-                             "or choose another output") from None
+            raise OutputBusy(f"{out} is being written by another process ({holder}); wait for it to finish, or give "
+                             f"this {command} another output") from None
         try:  # the holder before us may have removed the file between our open and our lock: lock the live one
             same = os.fstat(fd).st_ino == os.stat(lock).st_ino
         except FileNotFoundError:
@@ -47,7 +47,7 @@ def output_lock(out: str | Path, command: str) -> Iterator[Path]:
         os.close(fd)
     try:
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, f"pid {os.getpid()}: {command}".encode())
         yield out
     finally:
         lock.unlink(missing_ok=True)  # while still holding it (see the inode check above)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from av_eval.output_lock import output_lock
 from av_eval.cli_errors import ensure_output_dir, run_command
 from av_fusion_models.video_faults import CONDITION_NAMES
 from av_train.evaluation.loading import find_checkpoints
@@ -51,9 +52,10 @@ def _main(argv: list[str]) -> int:
     if not ckpts:
         raise FileNotFoundError(f"no checkpoints (best.ckpt / last.ckpt with config.yaml) in {args.checkpoints}")
     ensure_output_dir(args.output)  # before minutes of decoding, not after
-    res = evaluate_video_conditions(ckpts, args.noise, snrs, args.output, conditions, split=args.split,
-                                    data=args.data, talkers=args.talkers, seed=args.seed, device=args.device,
-                                    progress=not args.no_progress, decode_vocabulary=args.decode_vocabulary)
+    with output_lock(args.output, "av-cli noise-eval"):
+        res = evaluate_video_conditions(ckpts, args.noise, snrs, args.output, conditions, split=args.split,
+                                        data=args.data, talkers=args.talkers, seed=args.seed, device=args.device,
+                                        progress=not args.no_progress, decode_vocabulary=args.decode_vocabulary)
     for out in res["conditions"].values():
         print(f"json: {out['json']}\ncsv: {out['csv']}\npng: {out['png']}")
         if out["routes_png"]:

@@ -43,8 +43,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    from av_train.vocabulary import decode_words
-
     args = build_parser().parse_args(argv)
     fmt = None
     if args.output:
@@ -61,6 +59,17 @@ def _main(argv: list[str]) -> int:
         return 2
     if args.output:
         ensure_output_dir(Path(args.output).parent or ".")  # before the model loads and the inputs are decoded
+    import contextlib
+
+    from av_eval.output_lock import output_lock
+
+    with output_lock(args.output, "av-cli transcribe") if args.output else contextlib.nullcontext():
+        return _transcribe(args, device, fmt)
+
+
+def _transcribe(args, device: str, fmt: str | None) -> int:
+    from av_train.vocabulary import decode_words
+
     items = expand_inputs(args.files)
     import contextlib
 
