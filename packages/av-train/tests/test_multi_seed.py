@@ -136,3 +136,24 @@ def test_one_seed_has_no_std_as_in_av_eval():
     assert "| mean +- std | 1 seed(s) | | 30.0 | 10.0 | 70.0 | |" in summary_markdown(results, summary)
     two = results + [SeedResult(2, "x_2", True, 1.0, metrics={"wer": 0.5, "cer": 0.1, "wsr": 0.7})]
     assert summarize(two)["aggregate"]["wer"]["std"] == av_eval_summarize([0.3, 0.5]).std
+
+
+def test_a_seed_failing_on_bad_input_is_one_line_not_a_traceback(monkeypatch, caplog):
+    """(issue: hardening round two, class 6)"""
+    import logging
+
+    import av_train.pipeline as pipeline
+    from av_train.config import from_dict
+    from av_train.divergence import TrainingDiverged
+    from av_train.multi_seed import run_seed_inprocess
+
+    def diverge(cfg):
+        raise TrainingDiverged("run x_3 (config.yaml): the training gradient norm is nan at step 2")
+
+    monkeypatch.setattr(pipeline, "main_train", diverge)
+    cfg = from_dict({"uaspeech_root": "/nowhere", "train_id": "x_3", "seed": 3})
+    with caplog.at_level(logging.ERROR):
+        result = run_seed_inprocess(cfg)
+    assert not result.ok and "gradient norm is nan" in result.error
+    assert "Traceback" not in caplog.text
+    assert "seed 3 (x_3): run x_3 (config.yaml): the training gradient norm is nan at step 2" in caplog.text

@@ -120,7 +120,12 @@ def run_seed_inprocess(cfg: TrainingConfig) -> SeedResult:
     try:
         result = main_train(cfg)
     except Exception as e:  # noqa: BLE001 - a failed seed is reported, the others go on
-        log.error("%s", traceback.format_exc().rstrip("\n"))  # the traceback alone, as the runner always showed it
+        from av_eval.cli_errors import USER_ERRORS, describe
+
+        if isinstance(e, USER_ERRORS):  # bad input or a diverged run: one line, as every command says it
+            log.error("seed %d (%s): %s", cfg.seed, cfg.train_id, describe(e))
+        else:  # a programming error keeps its traceback: that is a bug to report
+            log.error("%s", traceback.format_exc().rstrip("\n"))
         return SeedResult(cfg.seed, cfg.train_id, False, time.perf_counter() - t0, f"{type(e).__name__}: {e}")
     metrics = _metrics_of(result.report) if result.report is not None else {}
     return SeedResult(cfg.seed, cfg.train_id, True, time.perf_counter() - t0, metrics=metrics, best_checkpoint=_best(cfg))
