@@ -259,3 +259,14 @@ def test_output_is_always_json_numbers_that_are_not_become_null():
     safe = _json_safe(row)
     assert safe == {"text": "one", "top_k": [["one", None], ["two", -1.5]], "seconds": None, "video_reliability": 0.5}
     json.dumps(safe, allow_nan=False)  # would raise on a NaN left behind
+
+
+def test_an_empty_row_of_a_list_is_its_own_error_with_the_files_line_number(models, media, tmp_path, capsys):
+    """(issue: hardening round two, class 6) blank lines count in the line numbers; an empty row does not stop the
+    rows after it"""
+    (tmp_path / "l.csv").write_text(f"id,audio,video\n\nfirst,{media / 'word.wav'},\nempty,,\n"
+                                    f"last,{media / 'word.wav'},\n")
+    rc, rows, err = run_cli([models["audio"], tmp_path / "l.csv"], capsys)
+    assert rc == 1 and [r["input"] for r in rows] == ["first", "empty", "last"]
+    assert rows[0]["text"] in WORDS and rows[2]["text"] in WORDS
+    assert f"{tmp_path / 'l.csv'}:4: both audio and video are empty" in rows[1]["error"]

@@ -48,6 +48,7 @@ class Item:
     name: str
     audio: Path | None = None
     video: Path | None = None
+    problem: str | None = None  # a list row that names no file: reported as this item's error, the rest go on
 
 
 @dataclass
@@ -93,16 +94,19 @@ def read_list(path: Path) -> list[Item]:
         raise TranscribeError(f"{path}: a list needs an 'audio' and/or a 'video' column (header row), "
                               f"found {reader.fieldnames}")
     items = []
-    for lineno, row in enumerate(reader, 2):
+    for row in reader:
+        lineno = reader.line_num  # the file's own line number (blank lines, which DictReader skips, count)
+
         def cell(name: str) -> Path | None:
             v = (row.get(cols[name]) or "").strip() if name in cols else ""
             return None if not v else (Path(v) if Path(v).is_absolute() else path.parent / v)
 
         audio, video = cell("audio"), cell("video")
-        if audio is None and video is None:
-            raise TranscribeError(f"{path}:{lineno}: both audio and video are empty")
         ident = (row.get(cols["id"]) or "").strip() if "id" in cols else ""
-        items.append(Item(ident or f"{path.name}:{lineno}", audio, video))
+        item = Item(ident or f"{path.name}:{lineno}", audio, video)
+        if audio is None and video is None:
+            item.problem = f"{path}:{lineno}: both audio and video are empty; fill in a file or delete the row"
+        items.append(item)
     if not items:
         raise TranscribeError(f"{path}: the list has no rows")
     return items
@@ -273,6 +277,9 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
     for item in tqdm(items, desc="transcribing", unit="file", disable=not progress, file=sys.stderr):
         out = Outcome(item)
         outcomes.append(out)
+        if item.problem:
+            out.error = item.problem
+            continue
         t0 = time.perf_counter()
         try:
             audio, rate, mouth, used = load_inputs(item, processor, mouths, allow_audio_only)
