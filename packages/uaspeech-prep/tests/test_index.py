@@ -142,6 +142,19 @@ def test_index_reads_and_cross_checks_the_trees_wordlist(tmp_path):
     idx = build_index(src)
     assert [p.kind for p in idx.problems] == ["bad_wordlist"]
     assert idx.utterances["F02_B2_UW1"].word == "mouth"
+    assert idx.wordlist_source == "builtin (xls unreadable)"
+
+
+def test_a_truncated_xls_is_one_problem_without_xlrds_warnings(tmp_path, capfd):
+    """(issue: hardening round two, class 6) xlrd printed its own warnings to stdout for a damaged file"""
+    src = tmp_path / "src"
+    _wav(src, "audio/F02/F02_B1_D3_M5.wav")
+    xls = fx.write_wordlist_xls(src / "doc" / "speaker_wordlist.xls")
+    xls.write_bytes(xls.read_bytes()[:3000])
+    idx = build_index(src)
+    out, err = capfd.readouterr()
+    assert "WARNING" not in out + err and "xlrd" not in out + err
+    assert [p.kind for p in idx.problems] == ["bad_wordlist"] and idx.wordlist_path is None
 
 
 def test_prepared_trees_vad_folder_is_not_a_variant(tmp_path):

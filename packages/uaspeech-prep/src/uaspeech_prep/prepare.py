@@ -169,7 +169,7 @@ def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     existing = _read_existing_manifest(dst / MANIFEST) if opts.speakers else []
     index = build_index(src, speakers=opts.speakers, mics=opts.mics, variant=opts.variant)
     _check_speakers(index, opts)
-    if index.wordlist_path is None:
+    if index.wordlist_source == "builtin":  # (an unreadable one is a problem of its own, reported with the others)
         log(f"note: no speaker_wordlist.xls in {src / 'doc'}: using the built-in UASpeech word list "
             "(the official one; put the release's doc/speaker_wordlist.xls there to use yours)")
     dst.mkdir(parents=True, exist_ok=True)

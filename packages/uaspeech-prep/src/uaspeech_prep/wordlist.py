@@ -15,6 +15,7 @@ for an .xls that xlrd rejects).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from pathlib import Path
@@ -64,7 +65,8 @@ def _load_sheets(path: Path) -> dict[str, list[list[str]]]:
         try:
             import xlrd
 
-            book = xlrd.open_workbook(str(path), on_demand=True)
+            # xlrd writes its complaints about a damaged file to stdout; the error below says it once
+            book = xlrd.open_workbook(str(path), on_demand=True, logfile=io.StringIO())
             try:
                 return {
                     sh.name: [[_cell_text(c) for c in sh.row_values(r)] for r in range(sh.nrows)]
