@@ -270,3 +270,27 @@ def test_an_empty_row_of_a_list_is_its_own_error_with_the_files_line_number(mode
     assert rc == 1 and [r["input"] for r in rows] == ["first", "empty", "last"]
     assert rows[0]["text"] in WORDS and rows[2]["text"] in WORDS
     assert f"{tmp_path / 'l.csv'}:4: both audio and video are empty" in rows[1]["error"]
+
+
+def test_ctrl_c_keeps_the_rows_that_finished(models, media, tmp_path, capsys, monkeypatch):
+    """(issue: hardening round two, class 6) the message said finished outputs are kept; now they are"""
+    import av_train.inference.transcribe as tr
+
+    real, calls = tr.load_inputs, []
+
+    def interrupted_at_the_third(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tr, "load_inputs", interrupted_at_the_third)
+    out = tmp_path / "r.jsonl"
+    rc = transcribe_main([str(models["audio"]), str(media / "word.wav"), str(tmp_path / "missing.wav"),
+                          str(media / "word.wav"), "--output", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 130 and not out.exists()
+    partial = tmp_path / "r.partial.jsonl"
+    rows = [json.loads(x) for x in partial.read_text().splitlines()]
+    assert [r["text"] in WORDS for r in rows] == [True, False] and "missing.wav" in rows[1]["error"]
+    assert f"the 2 of 3 inputs that finished are in {partial}" in err

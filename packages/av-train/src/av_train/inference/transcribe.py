@@ -65,6 +65,10 @@ class Outcome:
     sync_corrected: bool | None = None  # whether the mouth crops were re-timed by it
     video_reliability: float | None = None  # how far the model trusted the lips (models with a reliability scorer)
 
+    @property
+    def finished(self) -> bool:
+        return self.text is not None or self.error is not None
+
     def to_dict(self) -> dict:
         return {"input": self.item.name, "audio": None if self.item.audio is None else str(self.item.audio),
                 "video": None if self.item.video is None else str(self.item.video), "text": self.text,
@@ -222,8 +226,12 @@ def load_inputs(item: Item, processor: AVWhisperProcessor, mouths: MouthFinder, 
 # ------------------------------------------------------------------------------------------ run
 def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: int = 5, num_beams: int | None = None,
                batch_size: int = 1, allow_audio_only: bool = False, roi_input: bool = False, level: str | None = None,
-               progress: bool = True, mouths: MouthFinder | None = None, sync: str = "off") -> list[Outcome]:
+               progress: bool = True, mouths: MouthFinder | None = None, sync: str = "off",
+               into: list[Outcome] | None = None) -> list[Outcome]:
     """Recognise every item; failures are recorded per item (``Outcome.error``), never raised.
+
+    ``into``: a list the outcomes are appended to as they start (returned too), so that a caller interrupted
+    (Ctrl-C) still holds the ones that finished (``Outcome.finished``).
 
     ``sync="auto"``: for each input that gives the model both sound and lips, estimate their offset and re-time
     the mouth crops by it when it is confident (:func:`sync_mouths`); ``"off"`` (default): use them as they are.
@@ -240,7 +248,7 @@ def transcribe(model, processor: AVWhisperProcessor, items: list[Item], top_k: i
 
     audio_only = replace(processor, modality="audio")  # the same processor without the lips (--allow-audio-only)
     levels = None if level is None else torch.tensor([LEVEL_NAMES.index(level)])
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome] = [] if into is None else into
     # (outcome, its own processed inputs, its raw inputs, processor, seconds spent reading it)
     pending: list[tuple[Outcome, dict, tuple, AVWhisperProcessor, float]] = []
 

@@ -79,8 +79,23 @@ def _transcribe(args, device: str, fmt: str | None) -> int:
         processor = processor.with_vocabulary(decode_words(args.vocabulary))
     if model.config.routing_use_level and args.level is None:
         raise TranscribeError(f"{args.model} routes with the speaker's level: pass --level very_low|low|mid|high")
-    outcomes = transcribe(model, processor, items, args.top_k, args.beam, args.batch_size, args.allow_audio_only,
-                          args.roi_input, args.level, progress=not args.no_progress, sync=args.sync)
+    outcomes: list = []
+    try:
+        transcribe(model, processor, items, args.top_k, args.beam, args.batch_size, args.allow_audio_only,
+                   args.roi_input, args.level, progress=not args.no_progress, sync=args.sync, into=outcomes)
+    except KeyboardInterrupt:
+        done = [o for o in outcomes if o.finished]
+        if args.output and done:  # keep what finished, under a name that says it is partial
+            from av_eval.predictions import atomic_write_text
+
+            out = Path(args.output)
+            partial = out.with_name(f"{out.stem}.partial{out.suffix}")
+            atomic_write_text(partial, render(done, fmt or "jsonl"))
+            print(f"av-cli transcribe: interrupted; the {len(done)} of {len(items)} inputs that finished are in "
+                  f"{partial} (run again for all of them in {out})", file=sys.stderr)
+        elif done:
+            sys.stdout.write(render(done, fmt or "jsonl"))
+        raise
     failed = [o for o in outcomes if o.error]
     for o in failed:
         print(f"av-cli transcribe: {o.error}", file=sys.stderr)
