@@ -282,3 +282,14 @@ def test_an_output_another_writer_holds_is_refused(world, tmp_path, capsys, comm
         last = _check(capsys, rc, str(out), "being written by another process (pid ", ": test)", f"this {name}")
     assert rc == 2
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_a_predictions_line_that_is_not_an_object_and_an_unknown_split(world, tmp_path, capsys):
+    """(issue: hardening round two, class 6) a line `42` was a TypeError traceback; --split B9 loaded the model
+    before refusing"""
+    preds = tmp_path / "p.jsonl"
+    preds.write_text(world["preds"].read_text() + "42\n")
+    _check(capsys, eval_main(["score", str(preds)]), "p.jsonl:2", "a JSON object")
+    with pytest.raises(SystemExit) as e:
+        eval_main(["eval", str(world["runs"]), "--split", "B9", "--no-progress"])
+    assert e.value.code == 2 and "invalid choice: 'B9'" in capsys.readouterr().err

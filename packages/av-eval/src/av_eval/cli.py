@@ -211,7 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_score)
     e = sub.add_parser("eval", help="evaluate every checkpoint under a folder (needs av-train installed)")
     e.add_argument("checkpoint_dir", help="folder with <train_id>/best.ckpt + config.yaml (searched recursively)")
-    e.add_argument("--split", default="B2", help="block to decode: B1, B2 or B3 (default B2, the test block)")
+    e.add_argument("--split", default="B2", choices=("B1", "B2", "B3"),
+                   help="block to decode: B1, B2 or B3 (default B2, the test block)")
     e.add_argument("--data", help="prepared tree to read instead of each run's uaspeech_root")
     e.add_argument("--output", help="output folder (default CHECKPOINT_DIR/eval_<split>)")
     e.add_argument("--no-progress", action="store_true", help="no progress bars")

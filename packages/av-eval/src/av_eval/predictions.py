@@ -76,9 +76,13 @@ def iter_jsonl(path: Path):
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                rec = json.loads(line)
             except json.JSONDecodeError as e:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg}); each line must be one JSON object") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}:{lineno}: a JSON object ({{...}}) was expected, got {type(rec).__name__} "
+                                 f"{line.strip()[:40]!r}; each line must be one JSON object")
+            yield lineno, rec
 
 
 def read_predictions(path: str | Path) -> list[Prediction]:

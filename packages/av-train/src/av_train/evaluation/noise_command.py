@@ -34,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         + " (default clean; e.g. --video clean late-400ms occluded mismatched; docs/METRICS.md)")
     p.add_argument("--talkers", type=int, default=4, help="utterances summed into babble (default 4)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (the same noise for every run)")
-    p.add_argument("--split", default="B2")
+    p.add_argument("--split", default="B2", choices=("B1", "B2", "B3"))
     p.add_argument("--data", help="prepared tree instead of each run's uaspeech_root")
     p.add_argument("--output", default="noise_eval", help="output folder (default ./noise_eval)")
     p.add_argument("--device")

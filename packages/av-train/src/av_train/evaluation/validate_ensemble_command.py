@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_file", help="JSON output path (CSV / PNG / MD written alongside)")
     p.add_argument("--true_ensemble", action="store_true",
                    help="also decode with the seeds' averaged log-probabilities and score that")
-    p.add_argument("--split", default="B2", help="block to decode (default B2)")
+    p.add_argument("--split", default="B2", choices=("B1", "B2", "B3"), help="block to decode (default B2)")
     p.add_argument("--data", help="prepared tree to use instead of the config's uaspeech_root")
     p.add_argument("--device", help="torch device (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true")
