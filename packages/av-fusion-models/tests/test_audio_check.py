@@ -87,8 +87,32 @@ def test_overruled_clips_are_the_audio_alone_and_report_zero_reliability(locatio
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"video_reliability": True, "reliability_audio_margin": -1.0}, ">= 0 nats"),
-    ({"reliability_audio_margin": 2.0}, "needs video_reliability"),
+    ({"reliability_audio_margin": 2.0, "video_only": True}, "needs audio and video"),
+    ({"reliability_audio_margin": 2.0, "fusion_location": "none"}, "needs audio and video"),
 ])
 def test_config_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AVWhisperConfig(**kwargs)
+
+
+def test_a_model_without_a_scorer_reports_which_clips_the_audio_overruled():
+    whisper = testing.tiny_whisper(0, max_source_positions=100, num_mel_bins=N_MELS).eval()
+    torch.manual_seed(1)
+    model = AVWhisperForConditionalGeneration.from_whisper(
+        whisper, AVWhisperConfig(fusion_location="decoder", resnet_width=4)).eval()
+    open_gates(model)
+    feats, video = inputs()
+    with_lips = model.generate(feats, video=video, max_new_tokens=4)
+    assert model.generate(feats, video=video, max_new_tokens=4, return_video_reliability=True)[2] is None  # (off)
+    alone = model.generate(feats, max_new_tokens=4)
+    step, _ = model.decoder_step(feats)
+    eos = [model.whisper.config.eos_token_id]
+    gap = step.score(alone, 1, eos) - step.score(with_lips, 1, eos)
+    positive = gap[gap > 0].sort().values
+    assert len(positive) >= 2, gap
+    model.config.reliability_audio_margin = float(positive[0] + positive[-1]) / 2  # some clips on each side
+    overruled = gap > model.config.reliability_audio_margin
+    assert 0 < int(overruled.sum()) < len(gap)
+    checked, _, used = model.generate(feats, video=video, max_new_tokens=4, return_video_reliability=True)
+    assert torch.equal(used, torch.where(overruled, 0.0, 1.0))
+    assert torch.equal(checked[overruled], alone[overruled]) and torch.equal(checked[~overruled], with_lips[~overruled])

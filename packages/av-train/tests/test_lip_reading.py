@@ -266,3 +266,30 @@ def test_default_recipe_trains_a_model_that_uses_the_video(prepared_tree, tiny_w
     # another utterance's lips (or none) make the right word less likely, and change what the model says
     assert own < shuffled and own < zeroed
     assert not torch.equal(own_pred, shuf_pred) and not torch.equal(own_pred, zero_pred)
+
+    # The audio check (docs/GATING_AND_ROUTING.md 6, point 6) needs no scorer and no timing shared by sound and lips:
+    # with it, another clip's lips leave the word the audio alone hears on most clips, and the clips' own lips still
+    # change some words.
+    model = loaded.model
+    model.config.reliability_audio_margin = 3.0
+    prompt = torch.tensor(loaded.targets.prompt).repeat(len(samples), 1)
+    gen = {k: v for k, v in kw.items() if k != "video"}
+
+    def words(video):
+        with torch.no_grad():
+            ids, _, used = model.generate(**gen, video=video, decoder_input_ids=prompt, max_new_tokens=8,
+                                          eos_token_id=loaded.targets.eot, return_video_reliability=True)
+        return [loaded.targets.decode(s[prompt.shape[1]:].tolist()) for s in ids], used
+
+    shuffled = kw["video"][torch.roll(torch.arange(len(samples)), 1)]
+    alone, _ = words(None)
+    own, _ = words(kw["video"])
+    wrong, used = words(shuffled)
+    model.config.reliability_audio_margin = 0.0
+    wrong_unchecked, _ = words(shuffled)
+    same = sum(a == w for a, w in zip(alone, wrong)) / len(alone)
+    same_unchecked = sum(a == w for a, w in zip(alone, wrong_unchecked)) / len(alone)
+    print("audio check on the tiny tree: wrong lips leave the audio's word on", same, "unchecked", same_unchecked)
+    assert same > 0.5 and same > same_unchecked, (same, same_unchecked)
+    assert own != alone
+    assert used is not None and set(used.tolist()) <= {0.0, 1.0}

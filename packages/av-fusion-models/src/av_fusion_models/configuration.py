@@ -102,7 +102,8 @@ class AVWhisperConfig:
         reliability_audio_margin: at inference, the audio check (audio_check.py): the words are decoded with the
             lips and from the audio alone, and where the audio alone prefers its own word to the lips' by more than
             this many nats (summed log-probability), the lips are overruled: the audio's word is kept and the clip
-            is reported with reliability 0. 0 turns the check off. Needs `video_reliability`.
+            is reported with reliability 0. 0 turns the check off. A model without `video_reliability` then
+            reports 1 for the clips whose lips were used, 0 for the overruled ones.
         avhubert_size: `"base"` (768-d, 12 layers), `"large"` (1024-d, 24 layers) or `"tiny"`
             (random-init test size) for `video_encoder="avhubert"`.
         avhubert_checkpoint: path of an official AV-HuBERT fairseq checkpoint (self-supervised or
@@ -207,8 +208,8 @@ class AVWhisperConfig:
             raise ValueError("video_reliability needs audio and video: it scores whether the lips agree with the sound")
         if self.reliability_audio_margin < 0 or self.reliability_audio_margin != self.reliability_audio_margin:
             raise ValueError(f"reliability_audio_margin must be >= 0 nats (0: off), got {self.reliability_audio_margin}")
-        if self.reliability_audio_margin > 0 and not self.video_reliability:
-            raise ValueError("reliability_audio_margin needs video_reliability: the check overrules the scorer's r")
+        if self.reliability_audio_margin > 0 and (self.video_only or not self.uses_video):
+            raise ValueError("reliability_audio_margin needs audio and video: the audio checks the lips' word")
         if self.reliability_hidden_dim < 1 or self.reliability_loss_weight < 0:
             raise ValueError("reliability_hidden_dim must be >= 1 and reliability_loss_weight >= 0")
         if self.xattn_ffn_mult < 1:

@@ -51,7 +51,13 @@ class AVWhisperGenerationMixin:
         step = ModelStep(self.decode, self.whisper.proj_out, encoder_hidden, fusion_kwargs, suppress_tokens, use_cache)
         step.video_reliability = fusion.video_reliability
         margin = self.config.reliability_audio_margin
-        if margin > 0 and fusion.reliability is not None and bool((fusion.reliability > 0).any()):
+        if margin > 0 and fusion.video_states is not None and fusion.reliability is None:
+            # no scorer: every clip with video has its lips at full weight, unless the check overrules them
+            has_video = torch.ones(encoder_hidden.shape[0], device=encoder_hidden.device)
+            if fusion.video_padding_mask is not None:
+                has_video = (~fusion.video_padding_mask.all(dim=1)).to(has_video)
+            step.video_reliability = has_video
+        if margin > 0 and step.video_reliability is not None and bool((step.video_reliability > 0).any()):
             # the audio check's listener (audio_check.py): Whisper alone, as r = 0 gives it; without encoder fusion
             # the encoder heard the audio alone already
             audio_hidden = self.encode(fusion.input_features) if self.config.fuse_encoder else encoder_hidden
