@@ -31,7 +31,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from av_eval.predictions import atomic_write_text as atomic_write
+from av_common.files import atomic_write_text as atomic_write
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {

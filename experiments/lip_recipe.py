@@ -22,7 +22,7 @@ from pathlib import Path
 
 import lightning as L
 
-from av_eval.predictions import atomic_write_text
+from av_common.files import atomic_write_text
 
 REPO = Path(__file__).resolve().parents[1]
 

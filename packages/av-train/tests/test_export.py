@@ -131,7 +131,7 @@ def test_two_exports_into_one_folder_do_not_mix(tmp_path, capsys, make_run, prep
     and leaves OUT, and the first's staging folder, alone"""
     import os
 
-    from av_eval.output_lock import output_lock, private_staging
+    from av_common.files import output_lock, private_staging
     from av_train.export.cli import main as export_main
 
     cfg = make_run(prepared_tree, tiny_whisper_dir, tmp_path / "runs", seed=3, train_id="busy")
@@ -145,7 +145,7 @@ def test_two_exports_into_one_folder_do_not_mix(tmp_path, capsys, make_run, prep
         assert not out.exists() and (staging / "half_written").is_file()
     assert not (tmp_path / ".out.lock").exists()  # the holder removes its lock
     assert export_main([str(cfg.checkpoint_dir), str(out)]) == 0
-    from av_eval.predictions import current_umask
+    from av_common.files import current_umask
 
     for f in out.iterdir():  # the user's umask decides the modes, as for any file they write (not 0600)
         assert f.stat().st_mode & 0o777 == 0o666 & ~current_umask(), f

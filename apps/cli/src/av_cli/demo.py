@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from av_eval.report import comparison_table, plot_levels
-from av_eval.predictions import atomic_write_text
+from av_common.files import atomic_write_text
 
 
 def find_configs(explicit: str | None) -> Path:

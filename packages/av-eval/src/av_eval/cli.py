@@ -18,8 +18,9 @@ from pathlib import Path
 from av_eval.aggregate import summarize_reports
 from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
-from av_eval.output_lock import output_lock
-from av_eval.predictions import atomic_write_text, read_predictions, write_predictions
+from av_common.files import output_lock
+from av_common.files import atomic_write_text
+from av_eval.predictions import read_predictions, write_predictions
 from av_eval.reliability import plot_reliability_per_level, reliability_markdown, reliability_per_level, write_reliability
 from av_eval.report import (
     comparison_table,

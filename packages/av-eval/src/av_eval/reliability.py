@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from .metrics import LEVELS
-from .predictions import atomic_write_text
+from av_common.files import atomic_write_text
 from .report import _save
 
 # what counts as "the lips were switched off" in the summary: below this scale the video adds at most a tenth

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from av_eval.metrics import LEVELS, METRICS, Report
-from av_eval.predictions import atomic_write_text
+from av_common.files import atomic_write_text
 
 if TYPE_CHECKING:  # for annotations only: aggregate computes, this module writes (no import at run time)
     from av_eval.aggregate import SeedSummary

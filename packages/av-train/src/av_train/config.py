@@ -333,7 +333,7 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     def save(self, path: str | Path) -> Path:
-        from av_eval.predictions import atomic_write_text
+        from av_common.files import atomic_write_text
 
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 

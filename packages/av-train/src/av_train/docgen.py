@@ -96,7 +96,7 @@ def config_markdown() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from av_eval.predictions import atomic_write_text
+    from av_common.files import atomic_write_text
     from av_fusion_models.config_docs import with_config_table
 
     argv = sys.argv[1:] if argv is None else argv

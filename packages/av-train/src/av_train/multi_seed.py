@@ -289,7 +289,7 @@ def _mean_std_cell(stat: dict) -> str:
 
 
 def write_summary(cfg: TrainingConfig, results: list[SeedResult]) -> dict[str, Path]:
-    from av_eval.predictions import atomic_write_text
+    from av_common.files import atomic_write_text
 
     summary = summarize(results)
     stem = Path(cfg.output_root) / "results" / cfg.train_name / f"{cfg.train_id}_multi_seed"

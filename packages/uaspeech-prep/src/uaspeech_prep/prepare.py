@@ -155,7 +155,15 @@ def _copy_wordlist(index: CorpusIndex, opts: PrepareOptions, dst: Path) -> None:
 
 def prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     """Run the whole preparation; returns the exit code (0 ok; 1 when something failed and not
-    ``keep_going``) and the report written to ``DST/prepare_report.json``."""
+    ``keep_going``) and the report written to ``DST/prepare_report.json``. Another preparation writing the same
+    output is refused (one writer per output: two would mix their manifests)."""
+    from av_common.files import output_lock
+
+    with output_lock(Path(opts.output).resolve(), "uaspeech-prep prepare"):
+        return _prepare(opts, log)
+
+
+def _prepare(opts: PrepareOptions, log=print) -> PrepareResult:
     t0 = time.time()
     started = datetime.now(UTC).isoformat(timespec="seconds")
     src, dst = Path(opts.source).resolve(), Path(opts.output).resolve()

@@ -32,7 +32,7 @@ import torch
 
 from av_eval import score_predictions, write_predictions
 from av_eval.metrics import LEVELS
-from av_eval.predictions import atomic_write_text
+from av_common.files import atomic_write_text
 from av_eval.report import plot_routes_vs_snr, plot_video_faults, plot_wer_vs_snr, route_probs_per_level, rows_to_csv
 from av_fusion_models import log_mel
 from av_fusion_models.video_faults import VideoCondition, apply_condition, parse_video_condition

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from av_eval.output_lock import output_lock
+from av_common.files import output_lock
 from av_eval.cli_errors import ensure_output_dir, run_command
 from av_fusion_models.video_faults import CONDITION_NAMES
 from av_train.evaluation.loading import find_checkpoints

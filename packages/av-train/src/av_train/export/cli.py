@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from av_eval.cli_errors import run_command
-from av_eval.output_lock import output_lock
+from av_common.files import output_lock
 
 from av_train.export.hf import ExportError
 from av_train.export.hub import push_to_hub

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from av_eval.output_lock import private_staging
+from av_common.files import private_staging
 from av_fusion_models import AVWhisperProcessor
 from av_train.config import ConfigError
 from av_train.data.dataset import ROI_FPS
@@ -125,7 +125,7 @@ def _staging(out: Path) -> Path:
 def commit_folder(tmp: Path, out: Path) -> None:
     """Move the finished staging folder into place (the old export, if any, goes only once the new one is whole).
     Its files get the modes of any file the user writes (some writers, safetensors among them, make them 0600)."""
-    from av_eval.predictions import current_umask
+    from av_common.files import current_umask
 
     mask = current_umask()
     for p in tmp.rglob("*"):

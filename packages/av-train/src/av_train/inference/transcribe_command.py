@@ -61,7 +61,7 @@ def _main(argv: list[str]) -> int:
         ensure_output_dir(Path(args.output).parent or ".")  # before the model loads and the inputs are decoded
     import contextlib
 
-    from av_eval.output_lock import output_lock
+    from av_common.files import output_lock
 
     with output_lock(args.output, "av-cli transcribe") if args.output else contextlib.nullcontext():
         return _transcribe(args, device, fmt)
@@ -86,7 +86,7 @@ def _transcribe(args, device: str, fmt: str | None) -> int:
     except KeyboardInterrupt:
         done = [o for o in outcomes if o.finished]
         if args.output and done:  # keep what finished, under a name that says it is partial
-            from av_eval.predictions import atomic_write_text
+            from av_common.files import atomic_write_text
 
             out = Path(args.output)
             partial = out.with_name(f"{out.stem}.partial{out.suffix}")
@@ -101,7 +101,7 @@ def _transcribe(args, device: str, fmt: str | None) -> int:
         print(f"av-cli transcribe: {o.error}", file=sys.stderr)
     text = render(outcomes, fmt or "jsonl")
     if args.output:
-        from av_eval.predictions import atomic_write_text
+        from av_common.files import atomic_write_text
 
         atomic_write_text(args.output, text)
         print(f"{len(outcomes) - len(failed)} of {len(outcomes)} inputs recognised -> {args.output}", file=sys.stderr)

@@ -79,9 +79,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from uaspeech_prep.synth.corpus_writer import OutputNotEmpty, build_corpus, check_output_dir
+    from uaspeech_prep.synth.corpus_writer import OutputNotEmpty, check_output_dir
 
     try:
         cfg = config_from_args(args)
@@ -90,6 +88,22 @@ def run(args: argparse.Namespace) -> int:
     except (KeyError, ValueError, OutputNotEmpty) as err:
         print(f"uaspeech-prep synth: error: {err.args[0] if err.args else err}", file=sys.stderr)
         return 2
+    from av_common.files import OutputBusy, output_lock
+
+    try:
+        with output_lock(Path(cfg.output).resolve(), "uaspeech-prep synth"):
+            return _build(cfg, args)
+    except OutputBusy as err:
+        print(f"uaspeech-prep synth: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _build(cfg, args: argparse.Namespace) -> int:
+    """The corpus, written while this process holds the output (see `run`)."""
+    from tqdm import tqdm
+
+    from uaspeech_prep.synth.corpus_writer import OutputNotEmpty, build_corpus
+
     t0 = time.time()
     bar = tqdm(total=len(cfg.speakers) * len(cfg.blocks), unit="video", desc="synth speaker-blocks",
                disable=args.no_progress, file=sys.stderr)

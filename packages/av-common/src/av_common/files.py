@@ -1,4 +1,8 @@
-"""One writer per output: two commands writing the same folder or file must not mix their work.
+"""Writing outputs safely: atomic files, and one writer per output (two commands writing the same folder or file
+must not mix their work).
+
+`atomic_write_text` writes through a temporary file in the same folder and renames it, so a reader sees the old file
+or the new one, never half of one; the file gets the user's umask, as any file they write.
 
 `output_lock(out, command)` holds an exclusive ``flock`` on ``.<name>.lock`` beside ``out`` while a command writes it;
 a second writer is refused at once with the holder's pid (`OutputBusy`, a RuntimeError: exit code 2 through the
@@ -11,9 +15,32 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes it 0600: the user's umask decides, as for any file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 class OutputBusy(RuntimeError):
