@@ -112,3 +112,14 @@ def test_demo_runs_end_to_end_on_the_tiny_corpus(tmp_path):
     assert (work / "weights" / "checkpoint" / "demo_av" / "best.ckpt").is_file()
     assert "audio-visual WER" in proc.stdout and "wall time" in proc.stdout
     assert "litlogger" not in proc.stdout + proc.stderr
+
+
+def test_import_ct2_refuses_a_destination_another_writer_holds(tmp_path, capsys):
+    """(issue: hardening round two, class 1)"""
+    from av_common.files import output_lock
+
+    dst = tmp_path / "w"
+    with output_lock(dst, "another conversion"):
+        assert main(["import-ct2", "bundled-tiny.en", str(dst)]) == 2
+    err = capsys.readouterr().err
+    assert "being written by another process" in err and "another conversion" in err and not dst.exists()

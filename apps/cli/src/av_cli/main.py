@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 # subcommand -> (module, function, words put before the user's arguments, help). The owning
@@ -55,8 +56,11 @@ def _passthrough(name: str):
 def _import_ct2(args: argparse.Namespace) -> int:
     from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
 
+    from av_common.files import output_lock
+
     src = bundled_tiny_en_dir() if args.src == "bundled-tiny.en" else args.src
-    out = convert_ct2_to_hf(src, args.dst, dtype=args.dtype, overwrite=args.overwrite)
+    with output_lock(Path(args.dst).resolve(), "av-cli import-ct2"):  # a second conversion into DST is refused
+        out = convert_ct2_to_hf(src, args.dst, dtype=args.dtype, overwrite=args.overwrite)
     print(f"wrote Hugging Face Whisper to {out} (use it as model_name with local_model_only: true)")
     return 0
 
