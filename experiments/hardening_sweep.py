@@ -53,7 +53,7 @@ def make_inputs(work: Path, sweep: Path) -> dict[str, Path]:
     sf.write(sweep / "nan.wav", bad, rate, subtype="FLOAT")
     frames = list(iter_frames(rec))
     write_video_with_audio(sweep / "one_frame.mp4", [f[..., ::-1] for f in frames[:1]], probe(rec).fps, audio, rate)
-    crops = sorted((work / "corpus" / "video").rglob("*B2*.mp4"))[0]
+    crops = sorted((work / "corpus" / "video" / "roi").rglob("*B2*.mp4"))[0]  # prepare's 96 x 96 mouth crops
     model = work / "models" / "demo_av"
 
     def damaged(name: str, edit) -> Path:
@@ -85,7 +85,7 @@ def make_inputs(work: Path, sweep: Path) -> dict[str, Path]:
     (sweep / "dup.jsonl").write_text("\n".join(lines[:3] + lines[:1]) + "\n")
     (sweep / "int_line.jsonl").write_text("\n".join(lines[:2] + ["42"]) + "\n")
     many = sweep / "many.csv"
-    many.write_text("id,audio,video\n" + "".join(f"r{i},{wav},\n" for i in range(200)))
+    many.write_text("id,audio,video\n" + "".join(f"r{i},{wav},\n" for i in range(3000)))
     return {
         "rec": rec, "wav": wav, "crops": crops, "model": model, "many": many,
         "truncated": damaged("m_truncated", truncate), "huge_header": damaged("m_huge_header", huge_header),
@@ -185,13 +185,13 @@ def main(argv: list[str] | None = None) -> int:
     pr = subprocess.Popen(["uv", "run", "--quiet", "av-cli", "transcribe", str(audio_run), str(x["many"]),
                            "--output", str(out_file), "--no-progress"], cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(40)
+    time.sleep(30)  # the model loads, then some rows finish; 3000 take minutes
     os.killpg(pr.pid, signal.SIGINT)
     rc = pr.wait(timeout=120)
     err = pr.stderr.read()
     partial = sweep / "many.partial.jsonl"
     kept = len(partial.read_text().splitlines()) if partial.is_file() else 0
-    rows.append({"case": "Ctrl-C during a 200-file transcribe --output", "exit": rc, "traceback": "Traceback" in err,
+    rows.append({"case": "Ctrl-C during a 3000-file transcribe --output", "exit": rc, "traceback": "Traceback" in err,
                  "says_what_to": kept > 0 and not out_file.exists(), "json_ok": True,
                  "last_line": last_line(err)[:220], "seconds": None})
 
