@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from .auto import AVWhisperAutoConfig, register as _register_auto_classes
 from .avhubert import (
     AVHubertConfig,
     AVHubertLoadReport,
@@ -48,8 +49,11 @@ from .video_transforms import (
     random_horizontal_flip,
 )
 
+_register_auto_classes(AVWhisperForConditionalGeneration)  # AutoConfig / AutoModel / AutoModelForSpeechSeq2Seq load "av_whisper" folders (auto.py)
+
 __all__ = [
     "__version__",
+    "AVWhisperAutoConfig",
     "AVHUBERT_SIZES",
     "AVHubertConfig",
     "AVHubertLoadReport",

@@ -528,14 +528,17 @@ class AVWhisperForConditionalGeneration(AVWhisperGenerationMixin, nn.Module):
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | None = None
+        cls, directory: str | os.PathLike, device: str | torch.device | None = None, dtype: torch.dtype | None = None,
+        **kwargs,
     ) -> AVWhisperForConditionalGeneration:
-        """Rebuild from a `save_pretrained` directory (safetensors only, no pickle)."""
+        """Rebuild from a `save_pretrained` directory (safetensors only, no pickle), or a Hugging Face Hub id; also
+        what Transformers' Auto classes call (their keyword arguments are read by `auto.resolve_folder`)."""
         from transformers.initialization import no_init_weights
 
+        from .auto import resolve_folder
         from .folder_checks import REEXPORT, ModelFolderError, load_weights, read_json, whisper_config
 
-        path = Path(directory)
+        path, device, dtype = resolve_folder(directory, device, dtype, kwargs)
         try:
             config = AVWhisperConfig.from_dict(read_json(path / CONFIG_NAME))
         except (TypeError, ValueError) as e:  # a field out of range or of the wrong kind
