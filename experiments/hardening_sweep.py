@@ -182,18 +182,22 @@ def main(argv: list[str] | None = None) -> int:
     out_file = sweep / "many.jsonl"
     for f in (out_file, sweep / "many.partial.jsonl"):
         f.unlink(missing_ok=True)
-    pr = subprocess.Popen(["uv", "run", "--quiet", "av-cli", "transcribe", str(audio_run), str(x["many"]),
+    # (the environment's own av-cli, given the default SIGINT handling: a process started in the background by a
+    # non-interactive shell, as this sweep may be, inherits SIGINT ignored, and Ctrl-C would never reach it)
+    pr = subprocess.Popen([str(REPO / ".venv" / "bin" / "av-cli"), "transcribe", str(audio_run), str(x["many"]),
                            "--output", str(out_file), "--no-progress"], cwd=REPO, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, start_new_session=True)
+                          stderr=subprocess.PIPE, text=True,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(30)  # the model loads, then some rows finish; 3000 take minutes
-    os.killpg(pr.pid, signal.SIGINT)
+    pr.send_signal(signal.SIGINT)
     rc = pr.wait(timeout=120)
     err = pr.stderr.read()
     partial = sweep / "many.partial.jsonl"
+    said = [x for x in err.splitlines() if "inputs that finished are in" in x]
     kept = len(partial.read_text().splitlines()) if partial.is_file() else 0
     rows.append({"case": "Ctrl-C during a 3000-file transcribe --output", "exit": rc, "traceback": "Traceback" in err,
                  "says_what_to": kept > 0 and not out_file.exists(), "json_ok": True,
-                 "last_line": last_line(err)[:220], "seconds": None})
+                 "last_line": (said[0] if said else last_line(err))[:220], "seconds": None})
 
     lines = ["# Hardening sweep: bad input through av-cli, as a user types it\n",
              f"Workdir {work}; {len(rows)} cases; every case runs `uv run av-cli ...` in a new process.\n",
