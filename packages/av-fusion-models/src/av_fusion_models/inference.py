@@ -13,6 +13,7 @@ call it; another project needs only this package::
 
 from __future__ import annotations
 
+import copy
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,6 +88,14 @@ def rank_vocabulary(
     prompt = list(processor.prompt_ids)
     results = []
     for i in range(encoder_hidden.shape[0]):
+        alone = audio_hidden is not None and bool(overruled[i])
+        source = (audio_hidden if alone else encoder_hidden)[i : i + 1]
+        kwargs_i = {} if alone else _select(dec_kwargs, i, 1)
+        # the prompt once: its self-attention keys / values and the cross-attention ones of the encoder states, which
+        # every expansion below reuses instead of projecting the encoder states again for each prefix
+        hidden0, prompt_cache = model.decode(torch.tensor([prompt], device=device), source, kwargs_i, cache=None,
+                                             use_cache=True)
+        after_prompt = F.log_softmax(model.whisper.proj_out(hidden0[:, -1]).float(), dim=-1).cpu()
         found: list[tuple[str, float]] = []
         # (-log p, tiebreak, tokens after the prompt, complete)
         queue: list[tuple[float, int, tuple[int, ...], bool]] = [(0.0, 0, (), False)]
@@ -100,17 +109,25 @@ def rank_vocabulary(
             while queue and not queue[0][3] and len(batch) < _EXPAND_BATCH:
                 batch.append(heapq.heappop(queue))
             lengths = [len(b[2]) for b in batch]
-            width = len(prompt) + max(lengths)
-            ids = torch.full((len(batch), width), eos, dtype=torch.long, device=device)
-            for j, b in enumerate(batch):
-                ids[j, : len(prompt) + len(b[2])] = torch.tensor(prompt + list(b[2]), device=device)
-            alone = audio_hidden is not None and bool(overruled[i])
-            source = audio_hidden if alone else encoder_hidden
-            enc = source[i : i + 1].expand(len(batch), *source.shape[1:])
-            hidden, _ = model.decode(ids, enc, {} if alone else _select(dec_kwargs, i, len(batch)))
-            # the causal decoder: right padding does not change a row's own last position
-            last = hidden[torch.arange(len(batch)), torch.tensor([len(prompt) + n - 1 for n in lengths])]
-            logprobs = F.log_softmax(model.whisper.proj_out(last).float(), dim=-1).cpu()
+            if max(lengths) == 0:  # the root: the distribution after the prompt, computed above
+                logprobs = after_prompt.expand(len(batch), -1)
+            else:
+                ids = torch.full((len(batch), max(lengths)), eos, dtype=torch.long, device=device)
+                for j, b in enumerate(batch):
+                    if b[2]:
+                        ids[j, : len(b[2])] = torch.tensor(b[2], device=device)
+                cache = copy.deepcopy(prompt_cache)
+                cache.reorder_cache(torch.zeros(len(batch), dtype=torch.long, device=device))
+                hidden, _ = model.decode(ids, source.expand(len(batch), *source.shape[1:]),
+                                         {} if alone else _select(dec_kwargs, i, len(batch)), cache=cache,
+                                         use_cache=True)
+                # the causal decoder: right padding does not change a row's own last position (a row without tokens
+                # after the prompt is the root, whose distribution is after_prompt)
+                last = hidden[torch.arange(len(batch)), torch.tensor([max(n - 1, 0) for n in lengths])]
+                logprobs = F.log_softmax(model.whisper.proj_out(last).float(), dim=-1).cpu()
+                for j, n in enumerate(lengths):
+                    if n == 0:
+                        logprobs[j] = after_prompt[0]
             for j, (neg, _, seq, _) in enumerate(batch):
                 nxt, complete = trie.allowed(seq)
                 for tok in nxt:
