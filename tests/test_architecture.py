@@ -218,3 +218,18 @@ def test_no_source_file_is_a_thousand_line_room():
             if n > MAX_LINES:
                 long[str(py.relative_to(ROOT))] = n
     assert not long, f"source files over {MAX_LINES} lines (split them by purpose): {long}"
+
+
+def test_av_fusion_models_copies_of_the_corpus_numbers_equal_av_common():
+    """av-fusion-models depends on nothing of ours (it is installed alone), so it keeps its own copies of the corpus's
+    numbers; they must be av_common.corpus's."""
+    from av_common.corpus import LEVELS, ROI_FPS, ROI_SIZE, SAMPLE_RATE
+    from av_fusion_models import AVWhisperConfig, AVWhisperProcessor
+    from av_fusion_models.features import SAMPLING_RATE
+    from av_fusion_models.tokenizer import WHISPER_SAMPLE_RATE
+
+    assert SAMPLING_RATE == WHISPER_SAMPLE_RATE == SAMPLE_RATE
+    fields = AVWhisperProcessor.__dataclass_fields__
+    assert fields["video_fps"].default == AVWhisperConfig().video_fps == ROI_FPS
+    assert fields["roi_size"].default == ROI_SIZE
+    assert AVWhisperConfig().num_levels == len(LEVELS)

@@ -27,10 +27,10 @@ from functools import lru_cache
 import jiwer
 import numpy as np
 
+from av_common.corpus import LEVELS  # intelligibility levels, most severe first (one home for the corpus's numbers)
 from av_eval.normalize import normalize
 from av_eval.predictions import Prediction
 
-LEVELS: tuple[str, ...] = ("very_low", "low", "mid", "high")
 METRICS: tuple[str, ...] = ("wer", "cer", "wsr")
 
 

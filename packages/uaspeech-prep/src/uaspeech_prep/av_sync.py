@@ -49,7 +49,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-FPS = 25.0
+from av_common.corpus import ROI_FPS
+
+FPS = ROI_FPS
 MAX_OFFSET_MS = 400.0
 MIN_OVERLAP_FRAMES = 6
 """Fewest frames a lag must compare (240 ms at 25 fps): fewer give a correlation that is mostly chance."""

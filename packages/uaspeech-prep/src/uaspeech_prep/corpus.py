@@ -19,15 +19,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
-LEVELS: tuple[str, ...] = ("very_low", "low", "mid", "high")
-"""Intelligibility levels, most severe first. Index = level id used by models (level embedding)."""
+from av_common.corpus import LEVELS, SAMPLE_RATE  # noqa: F401  (the corpus's numbers, one home: av_common.corpus)
 
 BLOCKS: tuple[str, ...] = ("B1", "B2", "B3")
 MICROPHONES: tuple[str, ...] = ("M2", "M3", "M4", "M5", "M6", "M7", "M8")
 TRAIN_BLOCKS: tuple[str, ...] = ("B1", "B3")
 TEST_BLOCKS: tuple[str, ...] = ("B2",)
-SAMPLE_RATE = 16_000
-"""UASpeech's audio is 16 kHz mono PCM; so is a prepared tree's."""
 
 CATEGORIES: tuple[str, ...] = ("digit", "letter", "command", "common", "uncommon")
 

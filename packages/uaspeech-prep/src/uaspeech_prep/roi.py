@@ -59,6 +59,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from av_common.corpus import ROI_FPS, ROI_SIZE
+
 from uaspeech_prep.lip_tracking import FlowParams, FlowTracker, FrameLandmarks, similarity_to_reference
 from uaspeech_prep.video_io import iter_frames, probe, write_video
 
@@ -92,8 +94,8 @@ class RoiError(RuntimeError):
 
 @dataclass(frozen=True)
 class RoiParams:
-    size: int = 96
-    out_fps: float = 25.0
+    size: int = ROI_SIZE
+    out_fps: float = ROI_FPS
     scale: float = 2.0
     """Crop side = scale x the reference face's mouth width (align='similarity'), or x the clip's median
     mouth width (align='none')."""
@@ -270,7 +272,7 @@ class RoiResult:
     """(n_src,) bool: the frame has landmarks: the landmarker found a face, or (track='flow') they were
     tracked from the previous frame."""
     landmarks: list[np.ndarray | None] = field(repr=False, default_factory=list)
-    size: int = 96
+    size: int = ROI_SIZE
     affines: np.ndarray | None = field(repr=False, default=None)
     """(n_src, 2, 3): source pixel -> crop pixel, per source frame (the matrix given to cv2.warpAffine)."""
     attempted: np.ndarray | None = field(repr=False, default=None)

@@ -10,6 +10,7 @@ import torch
 import torchaudio.functional as AF
 from torch.utils.data import Dataset
 
+from av_common.corpus import ROI_FPS, SAMPLE_RATE  # noqa: F401  (the corpus's numbers, one home; LAYOUT.md 2)
 from av_fusion_models import log_mel, mel_frames_for_video, normalize_video, pad_log_mel_batch, silence_log_mel
 from av_fusion_models.video_transforms import CROP_SIZE, center_crop, random_crop, random_horizontal_flip
 from av_train.data.manifest import Sample
@@ -17,10 +18,7 @@ from av_train.data.noise import add_white_noise, babble, mix_at_snr, pick_others
 from av_train.data.targets import TargetEncoder
 from uaspeech_prep.video_io import read_frames
 
-SAMPLE_RATE = 16_000
 CROP = CROP_SIZE
-# frame rate of the prepared lip ROI videos (docs/LAYOUT.md section 2)
-ROI_FPS = 25.0
 NOISE_TYPES = ("white", "babble", "mixed")
 
 

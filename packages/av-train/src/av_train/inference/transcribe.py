@@ -34,11 +34,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from av_common.corpus import LEVELS, ROI_SIZE
 from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcessor, InputError, recognize_inputs
 from av_fusion_models.processing_av_whisper import PROCESSOR_CONFIG_NAME
 from av_train.inference.media import MediaError, is_video, read_audio, read_frames
 
-LEVEL_NAMES = ("very_low", "low", "mid", "high")
+LEVEL_NAMES = LEVELS  # the router's level index, as in training
 
 
 @dataclass
@@ -146,7 +147,7 @@ def load_model(source: str | Path, device: str) -> tuple[AVWhisperForConditional
 
 
 # ------------------------------------------------------------------------------------------ media
-ROI_SIDE = 96  # uaspeech-prep's mouth crops (and the processors' roi_size)
+ROI_SIDE = ROI_SIZE  # uaspeech-prep's mouth crops (and the processors' roi_size)
 
 
 class MouthFinder:
