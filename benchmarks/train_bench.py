@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--breakdown", action="store_true", help="always show where the loader's time goes")
     p.add_argument("--json", default=None, help="also write the results as JSON")
     args = p.parse_args(argv)
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
 
     configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
 

@@ -161,7 +161,7 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--variants", nargs="+", default=["scale", "emit"], choices=list(VARIANTS))
     args = ap.parse_args(argv)
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
 
     configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
     work = args.workdir.resolve()

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", default="", help="results_<tag>.json: lets several processes share one workdir (start "
                    "them after the lip-reading stage is done); the table merges every results*.json")
     args = p.parse_args(argv)
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
 
     configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
 

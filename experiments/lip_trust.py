@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snrs", nargs="+", default=["clean", "0"])
     p.add_argument("--eval-only", action="store_true", help="do not train; evaluate the finished variants")
     args = p.parse_args(argv)
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
     from av_common.files import atomic_write_text
 
     configure_cli_logging()

@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--redecode", action="store_true", help="decode the finished variants again (their best.ckpt) "
                                                             "with today's decoding, without training")
     args = ap.parse_args(argv)
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
 
     configure_cli_logging()  # the toolkit's log lines (model size, checkpoints) as the commands show them
 

@@ -1,4 +1,4 @@
-"""The one-line error rules every command shares (av_eval.cli_errors), and the files they name."""
+"""The one-line error rules every command shares (av_common.cli_errors), and the files they name."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from av_eval.cli_errors import EXIT_USER_ERROR, describe, ensure_output_dir, run_command
+from av_common.cli_errors import EXIT_USER_ERROR, describe, ensure_output_dir, run_command
 from av_eval.predictions import read_predictions
 
 
@@ -49,7 +49,7 @@ def test_a_predictions_file_that_is_not_text_names_the_file_and_line(tmp_path):
 def test_cli_logging_prints_library_lines_like_print_did(capsys):
     import logging
 
-    from av_eval.cli_errors import configure_cli_logging
+    from av_common.cli_errors import configure_cli_logging
 
     configure_cli_logging()
     configure_cli_logging()  # a second call (nested commands) adds no second handler: each line once

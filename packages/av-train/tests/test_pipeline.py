@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from av_eval.cli_errors import configure_cli_logging
+from av_common.cli_errors import configure_cli_logging
 from av_train.checkpoints import CheckpointError, load_state_dict_safely
 from av_train.config import from_dict
 from av_train.pipeline import run

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         # Hand everything after the command word over untouched (argparse would eat a leading --help);
         # the owning package turns its errors into one line itself.
         return int(_passthrough(argv[0])(argparse.Namespace(rest=argv[1:])) or 0)
-    from av_eval.cli_errors import run_command
+    from av_common.cli_errors import run_command
 
     prog = f"av-cli {argv[0]}" if argv and not argv[0].startswith("-") else "av-cli"
     return run_command(prog, _run_parsed, argv)

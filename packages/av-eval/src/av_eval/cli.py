@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from av_eval.aggregate import summarize_reports
-from av_eval.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
+from av_common.cli_errors import USER_ERRORS, describe, ensure_output_dir, run_command
 from av_eval.metrics import Report, score_predictions, training_words
 from av_common.files import output_lock
 from av_common.files import atomic_write_text

@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from av_eval.cli_errors import run_command
+from av_common.cli_errors import run_command
 
 from av_train.config import ConfigError, load_config
 

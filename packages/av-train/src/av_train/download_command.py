@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from av_eval.cli_errors import run_command
+from av_common.cli_errors import run_command
 
 from av_train.download import MODEL_NAMES, download_model, repo_id_for
 

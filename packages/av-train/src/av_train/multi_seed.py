@@ -120,7 +120,7 @@ def run_seed_inprocess(cfg: TrainingConfig) -> SeedResult:
     try:
         result = main_train(cfg)
     except Exception as e:  # noqa: BLE001 - a failed seed is reported, the others go on
-        from av_eval.cli_errors import USER_ERRORS, describe
+        from av_common.cli_errors import USER_ERRORS, describe
 
         if isinstance(e, USER_ERRORS):  # bad input or a diverged run: one line, as every command says it
             log.error("seed %d (%s): %s", cfg.seed, cfg.train_id, describe(e))

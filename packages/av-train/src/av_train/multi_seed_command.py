@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from av_eval.cli_errors import run_command
+from av_common.cli_errors import run_command
 
 from av_train.cli import parse_overrides
 from av_train.config import ConfigError, load_config

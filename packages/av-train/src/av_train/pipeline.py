@@ -16,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMon
 from lightning.pytorch.loggers import TensorBoardLogger
 
 from av_eval import Report, write_predictions
-from av_eval.cli_errors import ensure_output_dir
+from av_common.cli_errors import ensure_output_dir
 from av_common.files import atomic_write_text
 from av_eval.report import per_speaker_table, write_report
 from av_train.checkpoints import load_checkpoint_safely, load_state_dict_safely

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 
@@ -25,36 +24,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# The toolkit's errors (ValueError / RuntimeError subclasses), OSError and a refused pickle end a command
-# with one line and exit 2; Ctrl-C with exit 130; --debug (or AV_DEBUG=1) shows the traceback instead.
-# The same rules as av_eval.cli_errors, which this package cannot import (it depends on no other package).
-USER_ERRORS = (ValueError, RuntimeError, OSError)
-
-
-def describe(exc: BaseException) -> str:
-    if isinstance(exc, OSError) and exc.strerror:
-        return f"{exc.filename}: {exc.strerror}" if exc.filename is not None else exc.strerror
-    return str(exc).strip() or type(exc).__name__
+def _run(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
+    """One line and exit 2 for the user's errors, 130 on Ctrl-C, --debug for the traceback: the rules every command
+    of the toolkit shares (av_common.cli_errors)."""
+    from av_common.cli_errors import run_command
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = "--debug" in argv or os.environ.get("AV_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        if debug:
-            raise
-        print(f"\nuaspeech-prep {args.command}: interrupted; finished clips are kept and rerunning the same "
-              "command resumes", file=sys.stderr)
-        return 130
-    except USER_ERRORS as e:
-        if debug:
-            raise
-        print(f"uaspeech-prep {args.command}: {describe(e)}", file=sys.stderr)
-        return 2
+    words = [a for a in argv if not a.startswith("-")]
+    prog = f"uaspeech-prep {words[0]}" if words else "uaspeech-prep"
+    return run_command(prog, _run, argv)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import argparse
 import sys
 
 from av_common.files import output_lock
-from av_eval.cli_errors import ensure_output_dir, run_command
+from av_common.cli_errors import ensure_output_dir, run_command
 from av_fusion_models.video_faults import CONDITION_NAMES
 from av_train.evaluation.loading import find_checkpoints
 from av_train.evaluation.noise import (NOISE_KINDS, evaluate_video_conditions, parse_snrs, parse_video_conditions,

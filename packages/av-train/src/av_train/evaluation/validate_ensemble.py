@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from av_eval import score_predictions, summarize_reports, training_words, write_predictions, write_summary
-from av_eval.cli_errors import ensure_output_dir
+from av_common.cli_errors import ensure_output_dir
 from av_common.files import atomic_write_text
 from av_eval.report import comparison_table, plot_route_probs, route_probs_per_level, summary_table
 from av_train.config import TrainingConfig

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from av_eval.cli_errors import run_command
+from av_common.cli_errors import run_command
 from av_train.cli import parse_overrides
 from av_train.config import load_config
 from av_train.evaluation.validate_ensemble import validate_seeds

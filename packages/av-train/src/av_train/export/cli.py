@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from av_eval.cli_errors import run_command
+from av_common.cli_errors import run_command
 from av_common.files import output_lock
 
 from av_train.export.hf import ExportError

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from av_eval.cli_errors import ensure_output_dir, run_command
+from av_common.cli_errors import ensure_output_dir, run_command
 from av_train.inference.transcribe import LEVEL_NAMES, TranscribeError, expand_inputs, load_model, render, transcribe
 
 

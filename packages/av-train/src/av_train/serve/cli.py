@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """A bad command (no such model, bad vocabulary file, port in use) is one line and exit 2 (``--debug``: the
     traceback), as for every command of the toolkit."""
-    from av_eval.cli_errors import run_command
+    from av_common.cli_errors import run_command
 
     return run_command("av-cli serve", _main, argv)
 

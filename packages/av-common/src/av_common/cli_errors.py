@@ -13,8 +13,7 @@ errors to stderr.
 ``ensure_output_dir`` is the check commands make before the work (decoding a block takes minutes), so that an
 output folder that cannot be written fails at once instead of after all the work is done.
 
-av-train and av-cli use this module too (they depend on av-eval); uaspeech-prep, which depends on no other
-package of the toolkit, has the same rules in its own ``cli`` module.
+Every command of every package uses this module (av-common depends on nothing); av-fusion-models has no command.
 """
 
 from __future__ import annotations
