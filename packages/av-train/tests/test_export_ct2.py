@@ -14,32 +14,11 @@ from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcess
 from av_train.export import export_hf  # noqa: E402
 from av_train.export.ct2 import export_ct2  # noqa: E402
 
-WORDS = ["three", "paragraph", "yesterday", "seven", "water", "bicycle"]
-
-
-@pytest.fixture(scope="module")
-def real_tiny_en(tmp_path_factory):
-    from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
-
-    return convert_ct2_to_hf(bundled_tiny_en_dir(), tmp_path_factory.mktemp("tiny_en") / "whisper-tiny.en")
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    from uaspeech_prep.synth.tts import Voice, synthesize
-
-    d = tmp_path_factory.mktemp("clips")
-    paths = []
-    for i, w in enumerate(WORDS):
-        s = synthesize(w, Voice("en-us+m3" if i % 2 else "en-us+f2", rate=150))
-        sf.write(d / f"{w}.wav", s.audio, s.sample_rate)
-        paths.append(d / f"{w}.wav")
-    return paths
 
 
 @pytest.mark.slow
-def test_faster_whisper_decodes_our_fine_tune_to_the_same_words(make_run, prepared_tree, real_tiny_en, clips,
-                                                                 tmp_path):
+def test_faster_whisper_decodes_our_fine_tune_to_the_same_words(make_run, prepared_tree, real_tiny_en,
+                                                                 word_clips, tmp_path):
     from faster_whisper import WhisperModel
 
     # a "fine-tune": real tiny.en weights moved a little, so the export must carry the run's weights
@@ -62,7 +41,7 @@ def test_faster_whisper_decodes_our_fine_tune_to_the_same_words(make_run, prepar
     from faster_whisper.feature_extractor import FeatureExtractor
 
     ours, theirs = [], []
-    for path in clips:
+    for path in word_clips:
         audio, rate = sf.read(path, dtype="float32")
         assert rate == 16000
         [r] = recognize(model, proc, audio=audio, sampling_rate=rate)

@@ -12,27 +12,6 @@ from av_fusion_models import AVWhisperForConditionalGeneration, AVWhisperProcess
 from av_train.export import ExportError, export_hf
 from av_train.export.whisper import char_level_words, export_whisper
 
-WORDS = ["three", "paragraph", "yesterday", "seven", "water", "bicycle"]
-
-
-@pytest.fixture(scope="module")
-def real_tiny_en(tmp_path_factory):
-    from av_fusion_models.ct2 import bundled_tiny_en_dir, convert_ct2_to_hf
-
-    return convert_ct2_to_hf(bundled_tiny_en_dir(), tmp_path_factory.mktemp("tiny_en") / "whisper-tiny.en")
-
-
-@pytest.fixture(scope="module")
-def clips(tmp_path_factory):
-    from uaspeech_prep.synth.tts import Voice, synthesize
-
-    d = tmp_path_factory.mktemp("clips")
-    paths = []
-    for i, w in enumerate(WORDS):
-        s = synthesize(w, Voice("en-us+m3" if i % 2 else "en-us+f2", rate=150))
-        sf.write(d / f"{w}.wav", s.audio, s.sample_rate)
-        paths.append(d / f"{w}.wav")
-    return paths
 
 
 def test_char_level_words():
@@ -43,8 +22,8 @@ def test_char_level_words():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("char_level", [False, True])
-def test_transformers_pipeline_decodes_our_fine_tune_to_the_same_words(make_run, prepared_tree, real_tiny_en, clips,
-                                                                       tmp_path, char_level):
+def test_transformers_pipeline_decodes_our_fine_tune_to_the_same_words(make_run, prepared_tree, real_tiny_en,
+                                                                       word_clips, tmp_path, char_level):
     from transformers import WhisperForConditionalGeneration, pipeline
 
     # a "fine-tune": real tiny.en weights moved a little, so the export must carry the run's weights
@@ -71,7 +50,7 @@ def test_transformers_pipeline_decodes_our_fine_tune_to_the_same_words(make_run,
     proc = AVWhisperProcessor.from_pretrained(hf)
     asr = pipeline("automatic-speech-recognition", model=str(out), device="cpu")
     ours, theirs = [], []
-    for path in clips:
+    for path in word_clips:
         audio, rate = sf.read(path, dtype="float32")
         [r] = recognize(ours_model, proc, audio=audio, sampling_rate=rate)
         ours.append(r.text)

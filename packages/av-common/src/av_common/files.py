@@ -86,7 +86,7 @@ def private_staging(out: Path, tag: str) -> Path:
     """A new, empty staging folder ``.<name>.<tag>-<pid>`` beside ``out``; stale ones of dead processes are removed."""
     for old in out.parent.glob(f".{out.name}.{tag}-*"):
         pid = old.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = out.parent / f".{out.name}.{tag}-{os.getpid()}"
     if tmp.exists():
@@ -95,7 +95,10 @@ def private_staging(out: Path, tag: str) -> Path:
     return tmp
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process of that pid exists (ours included; one of another user counts as alive)."""
+    if pid == os.getpid():
+        return True
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,6 +19,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from av_common.files import pid_alive
+
 VIDEO_EXTENSIONS: tuple[str, ...] = (".divx", ".avi", ".mp4", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".wmv", ".dv")
 
 _TEMP_RE = re.compile(r"^\..+\.tmp-(?P<pid>\d+)(?:\.[A-Za-z0-9]+)?$")
@@ -121,18 +123,6 @@ def is_temp_name(name: str) -> bool:
     return bool(_TEMP_RE.match(name))
 
 
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_stale_temps(root: str | Path) -> list[Path]:
     """Delete temporary files left under ``root`` by processes that no longer run."""
     removed: list[Path] = []
@@ -142,7 +132,7 @@ def remove_stale_temps(root: str | Path) -> list[Path]:
     for dirpath, _dirs, files in os.walk(root):
         for name in files:
             m = _TEMP_RE.match(name)
-            if m and not _pid_alive(int(m["pid"])):
+            if m and not pid_alive(int(m["pid"])):
                 p = Path(dirpath) / name
                 try:
                     p.unlink()

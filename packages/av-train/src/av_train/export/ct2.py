@@ -21,11 +21,11 @@ from av_train.export.hf import (
     _staging,
     build_processor,
     commit_folder,
+    load_audio_only_run,
     prepare_destination,
     resolve_checkpoint,
     run_metrics,
 )
-from av_train.evaluation.loading import load_run
 
 QUANTIZATIONS = ("float32", "float16", "int8", "int8_float32", "int8_float16", "bfloat16")
 
@@ -46,12 +46,7 @@ def export_ct2(source: str | Path, out_dir: str | Path, quantization: str | None
     checkpoint = resolve_checkpoint(source)
     out = Path(out_dir).resolve()
     prepare_destination(out, overwrite)
-    run = load_run(checkpoint, device="cpu")
-    if run.cfg.uses_video:
-        raise ExportError(
-            f"{checkpoint} is a {run.cfg.modality} run: CTranslate2 / faster-whisper have no video path. "
-            "Export it with --format hf (the default), or export an audio-only run with --format ct2."
-        )
+    run = load_audio_only_run(checkpoint, "ct2", "CTranslate2 / faster-whisper")
     processor = build_processor(run)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = _staging(out)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,6 +143,31 @@ def commit_folder(tmp: Path, out: Path) -> None:
         shutil.rmtree(old)
 
 
+@contextmanager
+def staged_folder(out: Path):
+    """A staging folder private to this process for the export's files; when the block ends without error it is
+    checked for pickle-capable files and committed as ``out`` whole, else removed."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _staging(out)
+    try:
+        yield tmp
+        check_no_pickle(tmp)
+        commit_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def load_audio_only_run(checkpoint: Path, fmt: str, tool: str) -> LoadedRun:
+    """The run at ``checkpoint``, refused with the fix when it has a video path (plain Whisper formats have none)."""
+    run = load_run(checkpoint, device="cpu")
+    if run.cfg.uses_video:
+        raise ExportError(
+            f"{checkpoint} is a {run.cfg.modality} run: {tool} has no video path. Export it with --format hf (the "
+            f"default), or export an audio-only run with --format {fmt}.")
+    return run
+
+
 def check_no_pickle(folder: Path) -> None:
     bad = [p.name for p in folder.rglob("*") if p.suffix in PICKLE_SUFFIXES]
     if bad:  # pragma: no cover - a guard against a future writer
@@ -162,9 +188,7 @@ def export_hf(source: str | Path, out_dir: str | Path, decode_vocabulary: str | 
     except ConfigError as e:
         raise ExportError(str(e)) from None
     metrics = run_metrics(checkpoint, run)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _staging(out)
-    try:
+    with staged_folder(out) as tmp:
         run.model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         run.cfg.save(tmp / "training_config.yaml")
@@ -176,9 +200,4 @@ def export_hf(source: str | Path, out_dir: str | Path, decode_vocabulary: str | 
                 else "none", "exported": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "decode_vocabulary": "closed" if processor.vocabulary else "open"}
         (tmp / EXPORT_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        check_no_pickle(tmp)
-        commit_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, run, processor, sorted(p.name for p in out.iterdir()))

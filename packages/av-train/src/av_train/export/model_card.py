@@ -79,6 +79,20 @@ def metrics_table(metrics: dict | None) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _plain_whisper_notes(cfg, tool: str) -> list[str]:
+    """What a user of a plain Whisper folder (Transformers, faster-whisper) must know: how character-level output
+    becomes words, and that a run trained on cut clips hears 30 s of padding there."""
+    lines = []
+    if cfg.char_level:
+        lines += ["The model writes characters separated by spaces (\"t h r e e\"; words separated by \"|\"): "
+                  "join them with `text.replace(' ', '').replace('|', ' ')`.", ""]
+    if cfg.cut_encoder_positions:
+        lines += [f"Note: the model was trained on clips cut to their length; {tool} pads every input to "
+                  "30 s, which the model did not see in training, so its words can differ from "
+                  "`av-cli transcribe`'s. Train with `cut_encoder_positions: false` for an exact match.", ""]
+    return lines
+
+
 def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | None, fmt: str = "hf") -> str:
     cfg = run.cfg
     data_text, synthetic = training_data(run)
@@ -163,13 +177,7 @@ def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | No
             + ("greedy" if cfg.num_beams <= 1 else f"{cfg.num_beams} beams")
             + f", no suppressed tokens, at most {cfg.max_new_tokens} new tokens), with an open vocabulary.", "",
         ]
-        if cfg.char_level:
-            lines += ["The model writes characters separated by spaces (\"t h r e e\"; words separated by \"|\"): "
-                      "join them with `\" \".join(w.replace(\" \", \"\") for w in text.split(\"|\") if w.strip())`.", ""]
-        if cfg.cut_encoder_positions:
-            lines += ["Note: the model was trained on clips cut to their length; Transformers pads every input to "
-                      "30 s, which the model did not see in training, so its words can differ from "
-                      "`av-cli transcribe`'s. Train with `cut_encoder_positions: false` for an exact match.", ""]
+        lines += _plain_whisper_notes(cfg, "Transformers")
     else:
         lines += [
             "## How to use (faster-whisper)", "",
@@ -182,13 +190,7 @@ def model_card(run: LoadedRun, processor: AVWhisperProcessor, metrics: dict | No
             'text = "".join(s.text for s in segments)',
             "```", "",
         ]
-        if cfg.char_level:
-            lines += ["The model writes characters separated by spaces (\"t h r e e\"; words separated by \"|\"): "
-                      "join them with `text.replace(' ', '').replace('|', ' ')`.", ""]
-        if cfg.cut_encoder_positions:
-            lines += ["Note: the model was trained on clips cut to their length; faster-whisper pads every input to "
-                      "30 s, which the model did not see in training, so its words can differ from "
-                      "`av-cli transcribe`'s. Train with `cut_encoder_positions: false` for an exact match.", ""]
+        lines += _plain_whisper_notes(cfg, "faster-whisper")
     lines += [
         "## Intended use and limitations", "",
         "- Research on recognising dysarthric speech and on what lip movements add; isolated words, as in UASpeech "

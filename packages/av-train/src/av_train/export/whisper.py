@@ -13,23 +13,20 @@ Audio-visual runs cannot go this way: plain Whisper has no video path.
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from av_fusion_models.tokenizer import build_feature_extractor
-from av_train.evaluation.loading import load_run
 from av_train.export.hf import (
     EXPORT_MARKER,
     ExportError,
     ExportResult,
-    _staging,
     build_processor,
-    check_no_pickle,
-    commit_folder,
+    load_audio_only_run,
     prepare_destination,
     resolve_checkpoint,
     run_metrics,
+    staged_folder,
 )
 
 
@@ -46,20 +43,14 @@ def export_whisper(source: str | Path, out_dir: str | Path, overwrite: bool = Fa
     checkpoint = resolve_checkpoint(source)
     out = Path(out_dir).resolve()
     prepare_destination(out, overwrite)
-    run = load_run(checkpoint, device="cpu")
-    if run.cfg.uses_video:
-        raise ExportError(
-            f"{checkpoint} is a {run.cfg.modality} run: a plain Whisper folder has no video path. Export it with "
-            "--format hf (the default), or export an audio-only run with --format whisper.")
+    run = load_audio_only_run(checkpoint, "whisper", "a plain Whisper folder")
     if run.cfg.cut_encoder_positions and not allow_cut:
         raise ExportError(
             f"{checkpoint} was trained on clips cut to their length (cut_encoder_positions: true); Transformers pads "
             "every input to 30 s, which the model never heard, so its words would differ from av-cli transcribe's. "
             "Pass --allow-cut to export it anyway (the card says so), or train with cut_encoder_positions: false.")
     processor = build_processor(run, "open")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _staging(out)
-    try:
+    with staged_folder(out) as tmp:
         whisper = run.model.whisper
         gen = whisper.generation_config
         prompt = list(processor.prompt_ids)
@@ -81,9 +72,4 @@ def export_whisper(source: str | Path, out_dir: str | Path, overwrite: bool = Fa
                 "cut_encoder_positions": run.cfg.cut_encoder_positions,
                 "exported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         (tmp / EXPORT_MARKER).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        check_no_pickle(tmp)
-        commit_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return ExportResult(out, run, processor, sorted(p.name for p in out.iterdir()))
