@@ -56,5 +56,7 @@ def test_a_hub_id_that_cannot_be_fetched_is_one_clear_error():
         AVWhisperForConditionalGeneration.from_pretrained("someone/no-such-av-model", local_files_only=True)
     with pytest.raises(FileNotFoundError, match="no such model folder"):
         AVWhisperForConditionalGeneration.from_pretrained("not/a/folder/at/all")
+    with pytest.raises(TypeError, match="'float99' is not a torch dtype"):
+        AVWhisperForConditionalGeneration.from_pretrained("x", dtype="float99")
     with pytest.raises(TypeError, match="unsupported arguments"):
         AVWhisperForConditionalGeneration.from_pretrained("x", frobnicate=True)

@@ -48,6 +48,8 @@ def resolve_folder(name_or_path, device, dtype, kwargs: dict) -> tuple[Path, obj
     if dtype == "auto":
         dtype = None  # the weights' own (float32 as exported)
     elif isinstance(dtype, str):
+        if not isinstance(getattr(torch, dtype, None), torch.dtype):
+            raise TypeError(f"dtype {dtype!r} is not a torch dtype (e.g. 'float32', 'bfloat16', or 'auto')")
         dtype = getattr(torch, dtype)
     device_map = kwargs.get("device_map")
     if device is None and isinstance(device_map, (str, torch.device)) and device_map != "auto":
